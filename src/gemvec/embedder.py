@@ -1,0 +1,271 @@
+"""Embedder: load EmbeddingGemma once, then turn texts into vectors.
+
+The vocabulary follows sentence-transformers: ``encode``, ``encode_query``,
+``encode_document``, ``similarity``. ``encode`` returns float32 numpy arrays:
+(N, dim) for a list of texts, (dim,) for a single string.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gemvec.errors import InputError
+from gemvec.model.checkpoint import (
+    load_dense_weights,
+    load_encoder_weights,
+    read_head_config,
+    resolve_model_dir,
+)
+from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.gemma3 import Gemma3Encoder
+from gemvec.model.head import MATRYOSHKA_DIMS, EmbeddingHead, truncate_and_normalize
+from gemvec.precision import Precision, parse_precision
+from gemvec.prompts import Task, document_prompt, parse_task
+from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
+
+Texts = str | Sequence[str]
+AUTO_PROGRESS_MIN_TEXTS = 256
+DEFAULT_MAX_BATCH_TOKENS = 16384
+
+
+@dataclass(frozen=True)
+class _Batch:
+    indices: list[int]  # positions in the caller's list
+    input_ids: torch.Tensor  # (B, L), right-padded
+    lengths: torch.Tensor  # (B,)
+
+
+class Embedder:
+    """EmbeddingGemma, loaded and ready to encode. Build one with :meth:`Embedder.load`."""
+
+    def __init__(
+        self,
+        encoder: Gemma3Encoder,
+        head: EmbeddingHead,
+        tokenizer: TextTokenizer,
+        *,
+        model_name: str,
+        precision: Precision,
+        folder: Path | None = None,
+    ) -> None:
+        self.encoder = encoder.eval()
+        self.head = head.eval()
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.precision = precision
+        self.folder = folder
+        self.dim: int = head.out_features
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None = None,
+        precision: Precision | str | None = None,
+        *,
+        max_tokens: int = MAX_TOKENS,
+    ) -> Embedder:
+        """Load a checkpoint folder or hub id (default ``$GEMVEC_MODEL``, else google/embeddinggemma-300m).
+
+        ``precision``: "float32" or "bfloat16" ("float16" is refused: it overflows).
+        """
+        precision = parse_precision(precision)
+        folder = resolve_model_dir(model)
+        config = Gemma3TextConfig.from_file(folder / "config.json")
+        head_config = read_head_config(folder)
+        encoder = Gemma3Encoder(config, load_encoder_weights(folder, config), dtype=precision.compute_dtype)
+        head = EmbeddingHead(load_dense_weights(folder, head_config))
+        tokenizer = TextTokenizer.from_file(folder / "tokenizer.json", min(max_tokens, MAX_TOKENS))
+        name = str(model) if model is not None else str(folder)
+        return cls(encoder, head, tokenizer, model_name=name, precision=precision, folder=folder)
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def encode(
+        self,
+        texts: Texts,
+        task: Task | str | None = None,
+        *,
+        prompt: str | None = None,
+        dim: int | None = None,
+        batch_size: int = 32,
+        normalize: bool = True,
+        show_progress: bool | None = None,
+        truncate: bool = True,
+    ) -> np.ndarray:
+        """Embed texts. ``task`` selects the trained prompt; ``prompt`` is a custom prefix instead.
+
+        With neither, texts are embedded as given (like sentence-transformers without a prompt).
+        ``dim`` keeps the first values (Matryoshka: 768, 512, 256 or 128) and re-normalises.
+        Texts over the token limit are truncated with one warning, or refused if ``truncate=False``.
+        """
+        if task is not None and prompt is not None:
+            raise InputError("Pass either task= or prompt=, not both.")
+        prefix = prompt if prompt is not None else (parse_task(task).prompt if task is not None else "")
+        single, items = _as_list(texts)
+        return self._encode_prompted(
+            [prefix + t for t in items], single, dim, batch_size, normalize, show_progress, truncate
+        )
+
+    def encode_query(self, texts: Texts, **options) -> np.ndarray:
+        """Embed search queries with the ``task: search result | query:`` prompt."""
+        return self.encode(texts, task=Task.QUERY, **options)
+
+    def encode_document(
+        self, texts: Texts, titles: str | Sequence[str | None] | None = None, **options
+    ) -> np.ndarray:
+        """Embed documents with the ``title: {title or none} | text:`` prompt."""
+        if options.get("task") is not None or options.get("prompt") is not None:
+            raise InputError("encode_document() sets its own prompt; use encode() for task= or prompt=.")
+        options.pop("task", None)
+        options.pop("prompt", None)
+        single, items = _as_list(texts)
+        if titles is None or isinstance(titles, str):
+            title_list: Sequence[str | None] = [titles] * len(items)
+        else:
+            title_list = list(titles)
+            if len(title_list) != len(items):
+                raise InputError(f"Got {len(items)} texts but {len(title_list)} titles; pass one title per text.")
+        prompted = [document_prompt(title) + text for title, text in zip(title_list, items, strict=True)]
+        dim = options.pop("dim", None)
+        batch_size = options.pop("batch_size", 32)
+        normalize = options.pop("normalize", True)
+        show_progress = options.pop("show_progress", None)
+        truncate = options.pop("truncate", True)
+        if options:
+            raise TypeError(f"Unknown options: {', '.join(options)}")
+        return self._encode_prompted(prompted, single, dim, batch_size, normalize, show_progress, truncate)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix (len(a), len(b)); 1-D inputs count as one vector."""
+        a2, b2 = np.atleast_2d(np.asarray(a, np.float32)), np.atleast_2d(np.asarray(b, np.float32))
+        if a2.shape[1] != b2.shape[1]:
+            raise InputError(f"Cannot compare {a2.shape[1]}-d and {b2.shape[1]}-d vectors; use the same dim.")
+        a2 = a2 / np.maximum(np.linalg.norm(a2, axis=1, keepdims=True), 1e-12)
+        b2 = b2 / np.maximum(np.linalg.norm(b2, axis=1, keepdims=True), 1e-12)
+        return a2 @ b2.T
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, <bos>/<eos> included, before truncation (no prompt added)."""
+        return self.tokenizer.count(list(texts))
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _encode_prompted(
+        self,
+        texts: list[str],
+        single: bool,
+        dim: int | None,
+        batch_size: int,
+        normalize: bool,
+        show_progress: bool | None,
+        truncate: bool,
+    ) -> np.ndarray:
+        dim = check_dim(dim, self.dim)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}.")
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = self.tokenizer.encode(texts)
+        _report_truncation(encoded.truncated, self.tokenizer.max_tokens, truncate)
+        progress = _progress(len(texts), show_progress)
+        with torch.inference_mode(), progress as bar:
+            task_id = bar.add_task("embedding", total=len(texts)) if bar else None
+            for batch in _length_sorted_batches(encoded.ids, batch_size, self.tokenizer.pad_id):
+                hidden = self.encoder(batch.input_ids, batch.lengths)
+                vectors = truncate_and_normalize(self.head(hidden, batch.lengths), dim, normalize)
+                out[batch.indices] = vectors.numpy()
+                if bar:
+                    bar.advance(task_id, len(batch.indices))
+        return out[0] if single else out
+
+
+def check_dim(dim: int | None, full: int) -> int:
+    """Validate a Matryoshka dimension: the trained ones silently, others in 1..full with a warning."""
+    if dim is None:
+        return full
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= full:
+        raise InputError(
+            f"dim must be an integer from 1 to {full} (trained: {', '.join(map(str, MATRYOSHKA_DIMS))}); "
+            f"got {dim!r}."
+        )
+    if dim not in MATRYOSHKA_DIMS:
+        warnings.warn(
+            f"dim={dim}: EmbeddingGemma was trained for Matryoshka dims {MATRYOSHKA_DIMS}; "
+            "other sizes work but lose more quality.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return int(dim)
+
+
+def _as_list(texts: Texts) -> tuple[bool, list[str]]:
+    if isinstance(texts, str):
+        return True, [texts]
+    if texts is None or isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence | Iterator):
+        raise InputError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
+    items = list(texts)
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise InputError(f"texts[{i}] is {type(text).__name__}, not str; every text must be a string.")
+    return False, items
+
+
+def _report_truncation(truncated: list[bool], limit: int, allow: bool) -> None:
+    count = sum(truncated)
+    if not count:
+        return
+    if not allow:
+        first = [i for i, t in enumerate(truncated) if t][:10]
+        raise InputError(
+            f"{count} text(s) exceed the {limit}-token limit (indices {first}); split them, or pass "
+            "truncate=True to embed their first tokens."
+        )
+    warnings.warn(
+        f"{count} of {len(truncated)} text(s) were longer than {limit} tokens and were truncated.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _length_sorted_batches(ids: list[list[int]], batch_size: int, pad_id: int) -> Iterator[_Batch]:
+    """Longest first so padding is minimal; batches also capped at DEFAULT_MAX_BATCH_TOKENS tokens."""
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    start = 0
+    while start < len(order):
+        longest = len(ids[order[start]])
+        size = max(1, min(batch_size, DEFAULT_MAX_BATCH_TOKENS // longest))
+        chunk = order[start : start + size]
+        start += size
+        input_ids = torch.full((len(chunk), longest), pad_id, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
+        lengths = torch.tensor([len(ids[i]) for i in chunk], dtype=torch.long)
+        yield _Batch(chunk, input_ids, lengths)
+
+
+def _progress(total: int, show: bool | None):
+    if show is None:
+        show = total >= AUTO_PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+    if not show:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )

@@ -1,0 +1,1 @@
+"""The EmbeddingGemma model: config, checkpoint loading, encoder and head."""
