@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from gemvec.errors import InputError
+
 
 class Task(str, Enum):
     """What the embedding is for; selects the prompt the model was trained with."""
@@ -69,4 +71,4 @@ def parse_task(value: Task | str) -> Task:
         return Task(key)
     except ValueError:
         choices = ", ".join(t.value for t in Task)
-        raise ValueError(f"Unknown task {value!r}. Choose one of: {choices}.") from None
+        raise InputError(f"Unknown task {value!r}. Choose one of: {choices}.") from None

@@ -46,6 +46,11 @@ def resolve_model_dir(model: str | os.PathLike[str] | None = None) -> Path:
         check_layout(path)
         return path
     is_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.exists()
+    if not is_hub_id and not path.exists():
+        raise ModelNotFoundError(
+            f"Model folder {str(path)!r} does not exist. Pass --model PATH (or set {MODEL_ENV}) to a "
+            "folder with the sentence-transformers layout, or a hub id like 'google/embeddinggemma-300m'."
+        )
     if not is_hub_id:
         raise ModelNotFoundError(
             f"Model {name!r} is neither a folder nor a hub id like 'google/embeddinggemma-300m'. "

@@ -1,0 +1,3 @@
+from gemvec.cli import main
+
+main()

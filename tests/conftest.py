@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny random checkpoint (always) and the real one (when EMBEDDINGGEMMA_DIR is set)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gemvec import Embedder
+from gemvec.testing import make_tiny_checkpoint
+
+REAL_MODEL_ENV = "EMBEDDINGGEMMA_DIR"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete random EmbeddingGemma-shaped checkpoint (hidden 64, 4 layers, window 9)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_model_dir: Path) -> Embedder:
+    return Embedder.load(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    folder = os.environ.get(REAL_MODEL_ENV)
+    if not folder:
+        pytest.skip(f"{REAL_MODEL_ENV} is not set: run ../shared/bin/fetch-embeddinggemma and export it")
+    return Path(folder)
+
+
+@pytest.fixture(scope="session")
+def real_embedder(real_model_dir: Path) -> Embedder:
+    return Embedder.load(real_model_dir, "float32")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    return SHARED_DATA
