@@ -81,3 +81,4 @@ def load_embedder(model: str | None, precision: str | None):
 
 # Subcommands register themselves on `app` when imported.
 from gemvec.cli import embed  # noqa: E402, F401
+from gemvec.cli import eval_cmd  # noqa: E402, F401

@@ -1,0 +1,144 @@
+"""Quality of gemvec's EmbeddingGemma on MTEB-style tasks, for BENCHMARKS.md (issue 3).
+
+Runs the evaluation suite over ../shared/data at several Matryoshka dims and one precision,
+appending one JSON object per (dataset, dim) to a JSON Lines file; datasets already in the
+file are skipped, so an interrupted run resumes. Embeddings go through gemvec's disk cache,
+so every dim after the first costs no encoding. Then ``--table`` renders the markdown tables.
+
+    python benchmarks/eval_quality.py --precision float32 --suite targets   # the five published figures
+    python benchmarks/eval_quality.py --precision float32 --suite all        # the whole table
+    python benchmarks/eval_quality.py --table                                # markdown from the results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from gemvec import Embedder
+from gemvec.eval import ClassificationOptions, EvalOptions, Evaluator, TaskType, default_cache_dir, discover
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results" / "eval_quality.jsonl"
+DIMS = (768, 512, 256, 128)
+
+# Published google/embeddinggemma-300m main scores (../shared/data/README.md), for comparison only.
+PUBLISHED = {
+    "stsb/en": 0.881646,
+    "stsb/nl": 0.82626,
+    "banking77": 0.914545,
+    "sib200/jpn_Jpan": 0.757353,
+    "sib200/nld_Latn": 0.761275,
+    "xquad/th": 0.95236,
+}
+TARGETS = ["stsb/en", "stsb/nl", "banking77", "sib200/jpn_Jpan", "sib200/nld_Latn"]
+
+
+def suite(which: str) -> list[tuple[str, Path, TaskType, Path | None]]:
+    """(name, path, type, queries_from) for each dataset of the suite, targets first."""
+    entries: list[tuple[str, Path, TaskType, Path | None]] = []
+    for name in TARGETS:
+        path = DATA / (f"{name}.test.tsv" if name.startswith("stsb/") else name)
+        entries.append(
+            (name, path, TaskType.STS if name.startswith("stsb/") else TaskType.CLASSIFICATION, None)
+        )
+    if which == "targets":
+        return entries
+    for source in discover(DATA / "stsb"):
+        entries.append((f"stsb/{source.path.name.split('.')[0]}", source.path, TaskType.STS, None))
+    for source in discover(DATA / "sib200"):
+        entries.append((f"sib200/{source.path.name}", source.path, TaskType.CLASSIFICATION, None))
+    for source in discover(DATA / "xquad"):
+        lang = source.path.name
+        entries.append((f"xquad/{lang}", source.path, TaskType.RETRIEVAL, None))
+        if lang != "en":
+            entries.append((f"xquad/en->{lang}", source.path, TaskType.RETRIEVAL, DATA / "xquad" / "en"))
+    for source in discover(DATA / "flores_bitext"):
+        entries.append((f"flores/{source.path.name}", source.path, TaskType.BITEXT, None))
+    entries.append(("scifact", DATA / "scifact", TaskType.RETRIEVAL, None))
+    seen: set[str] = set()
+    return [e for e in entries if not (e[0] in seen or seen.add(e[0]))]
+
+
+def run(args: argparse.Namespace) -> None:
+    done = set()
+    if args.out.exists():
+        for line in args.out.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            done.add((row["dataset"], row["dim"], row["precision"], row.get("sampling")))
+    embedder = Embedder.load(args.model, args.precision)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name, path, kind, queries_from in suite(args.suite):
+        sampling = args.sampling if kind is TaskType.CLASSIFICATION else None
+        dims = [d for d in args.dims if (name, d, embedder.precision.value, sampling) not in done]
+        if not dims:
+            continue
+        source = replace(discover(path, kind)[0], name=name, queries_from=queries_from)
+        data = source.load()
+        for dim in dims:
+            options = EvalOptions(dim=dim, classification=ClassificationOptions(sampling=sampling or "v2"))
+            evaluator = Evaluator(embedder, options, cache_dir=args.cache_dir, show_progress=False)
+            started = time.strftime("%H:%M:%S")
+            result = evaluator.run(source, data)
+            evaluator.close()
+            row = result.to_dict() | {"sampling": sampling, "published": PUBLISHED.get(name)}
+            with args.out.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            print(
+                f"[{started}] {name} dim={dim} {result.precision}: {result.main_score:.4f} "
+                f"({result.seconds:.0f} s)",
+                flush=True,
+            )
+
+
+def table(path: Path) -> str:
+    """Markdown: one row per dataset, one column per (precision, dim), published score alongside."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    columns = sorted({(r["precision"], r["dim"]) for r in rows}, key=lambda c: (c[0] != "float32", -c[1]))
+    names = list(dict.fromkeys((r["dataset"], r["type"], r.get("sampling")) for r in rows))
+    score = {(r["dataset"], r.get("sampling"), r["precision"], r["dim"]): r["main_score"] for r in rows}
+    short = {"float32": "fp32", "bfloat16": "bf16"}
+    head = ["dataset", "type", "published"] + [f"{short.get(p, p)} {d}" for p, d in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, kind, sampling in names:
+        label = name + (f" (sampling {sampling})" if sampling else "")
+        published = f"{PUBLISHED[name]:.4f}" if name in PUBLISHED else ""
+        cells = [score.get((name, sampling, p, d)) for p, d in columns]
+        lines.append(
+            "| "
+            + " | ".join([label, kind, published] + ["" if c is None else f"{c:.4f}" for c in cells])
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint folder (default: $GEMVEC_MODEL or the hub id)"
+    )
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
+    parser.add_argument("--suite", choices=["targets", "all"], default="targets")
+    parser.add_argument(
+        "--sampling", choices=["v1", "v2"], default="v2", help="MTEB 1.x or 2.x few-shot sampling"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
+    run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
