@@ -133,7 +133,9 @@ class Embedder:
         else:
             title_list = list(titles)
             if len(title_list) != len(items):
-                raise InputError(f"Got {len(items)} texts but {len(title_list)} titles; pass one title per text.")
+                raise InputError(
+                    f"Got {len(items)} texts but {len(title_list)} titles; pass one title per text."
+                )
         prompted = [document_prompt(title) + text for title, text in zip(title_list, items, strict=True)]
         dim = options.pop("dim", None)
         batch_size = options.pop("batch_size", 32)

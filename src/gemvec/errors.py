@@ -33,7 +33,7 @@ class MissingExtraError(GemvecError, ImportError):
         )
 
 
-def require(module: str, extra: str, feature: str):  # noqa: ANN201 - returns a module
+def require(module: str, extra: str, feature: str):
     """Import an optional module or raise MissingExtraError naming the extra to install."""
     import importlib
 

@@ -135,7 +135,9 @@ def _write_sentence_transformers_files(folder: Path, hidden: int, dense_dim: int
                 "activation_function": "torch.nn.modules.linear.Identity",
             },
         )
-        save_file({"linear.weight": randn(out_f, in_f, std=in_f**-0.5)}, str(folder / sub / "model.safetensors"))
+        save_file(
+            {"linear.weight": randn(out_f, in_f, std=in_f**-0.5)}, str(folder / sub / "model.safetensors")
+        )
     from gemvec.prompts import Task
 
     prompts = {"query": Task.QUERY.prompt, "document": Task.DOCUMENT.prompt}

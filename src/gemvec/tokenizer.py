@@ -35,7 +35,9 @@ class TextTokenizer:
         try:
             return cls(Tokenizer.from_file(str(path)), max_tokens)
         except Exception as exc:  # tokenizers raises plain Exception on a bad file
-            raise CheckpointError(f"Cannot load tokenizer {path}: {exc}. Re-download the checkpoint.") from None
+            raise CheckpointError(
+                f"Cannot load tokenizer {path}: {exc}. Re-download the checkpoint."
+            ) from None
 
     @property
     def backend(self) -> Tokenizer:

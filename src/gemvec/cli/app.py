@@ -14,7 +14,7 @@ from gemvec.errors import GemvecError
 
 app = typer.Typer(
     name="gemvec",
-    help="Local, multilingual text embeddings with EmbeddingGemma-300M: embed, search, ask, classify, cluster.",
+    help="Local multilingual embeddings with EmbeddingGemma-300M: embed, search, ask, classify, cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -22,7 +22,9 @@ app = typer.Typer(
 
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Checkpoint folder or hub id.", envvar="GEMVEC_MODEL", show_envvar=True),
+    typer.Option(
+        "--model", "-m", help="Checkpoint folder or hub id.", envvar="GEMVEC_MODEL", show_envvar=True
+    ),
 ]
 PrecisionOption = Annotated[
     str | None,
@@ -80,5 +82,9 @@ def load_embedder(model: str | None, precision: str | None):
 
 
 # Subcommands register themselves on `app` when imported.
-from gemvec.cli import embed  # noqa: E402, F401
-from gemvec.cli import eval_cmd  # noqa: E402, F401
+from gemvec.cli import (  # noqa: E402, F401
+    classify_cmd,
+    cluster_cmd,
+    embed,
+    eval_cmd,
+)

@@ -77,7 +77,9 @@ def _read_inputs(texts: list[str], files: list[Path]) -> list[InputText]:
         except FileNotFoundError:
             raise InputError(f"Input file {path} does not exist.") from None
         except UnicodeDecodeError:
-            raise InputError(f"{path} is not UTF-8 text; convert it (e.g. iconv -t UTF-8) and retry.") from None
+            raise InputError(
+                f"{path} is not UTF-8 text; convert it (e.g. iconv -t UTF-8) and retry."
+            ) from None
     return items
 
 
@@ -87,17 +89,23 @@ def embed(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed; '-' reads stdin.")] = None,
     input_files: Annotated[
         list[Path] | None,
-        typer.Option("--input", "-i", help="File with one text per line, or JSON Lines with 'text'; '-' = stdin."),
+        typer.Option(
+            "--input", "-i", help="File with one text per line, or JSON Lines with 'text'; '-' = stdin."
+        ),
     ] = None,
     task: Annotated[
-        str, typer.Option("--task", "-t", help="Prompt: document, query, similarity, classification, ... or none.")
+        str,
+        typer.Option(
+            "--task", "-t", help="Prompt: document, query, similarity, classification, ... or none."
+        ),
     ] = "document",
     dim: DimOption = None,
     precision: PrecisionOption = None,
     model: ModelOption = None,
     batch_size: BatchSizeOption = 32,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write a float32 .npy (N, dim) instead of JSON Lines.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write a float32 .npy (N, dim) instead of JSON Lines."),
     ] = None,
 ) -> None:
     """Embed texts. Prints one JSON object per line: {"id": ..., "embedding": [...]}."""

@@ -46,14 +46,10 @@ def resolve_model_dir(model: str | os.PathLike[str] | None = None) -> Path:
         check_layout(path)
         return path
     is_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.exists()
-    if not is_hub_id and not path.exists():
-        raise ModelNotFoundError(
-            f"Model folder {str(path)!r} does not exist. Pass --model PATH (or set {MODEL_ENV}) to a "
-            "folder with the sentence-transformers layout, or a hub id like 'google/embeddinggemma-300m'."
-        )
     if not is_hub_id:
         raise ModelNotFoundError(
-            f"Model {name!r} is neither a folder nor a hub id like 'google/embeddinggemma-300m'. "
+            f"Model folder {name!r} does not exist (and it is not a hub id like "
+            "'google/embeddinggemma-300m'). "
             f"Pass --model PATH (or set {MODEL_ENV}) to a folder with the sentence-transformers layout."
         )
     folder = _download(name)
@@ -115,7 +111,9 @@ class HeadConfig:
 def read_head_config(folder: Path) -> HeadConfig:
     pooling = _read_json(folder / "1_Pooling/config.json")
     if not pooling.get("pooling_mode_mean_tokens", pooling.get("pooling_mode") == "mean"):
-        raise CheckpointError(f"{folder}/1_Pooling/config.json is not mean pooling, which EmbeddingGemma uses.")
+        raise CheckpointError(
+            f"{folder}/1_Pooling/config.json is not mean pooling, which EmbeddingGemma uses."
+        )
     shapes = []
     for sub in ("2_Dense", "3_Dense"):
         dense = _read_json(folder / sub / "config.json")
@@ -173,7 +171,7 @@ def _strip_prefix(name: str) -> str:
 def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, torch.Tensor]:
     """Memory-mapped encoder weights keyed by checkpoint name, shape-checked against the config."""
     file = SafetensorsFile(folder / "model.safetensors")
-    by_name = {_strip_prefix(k): k for k in file.keys()}
+    by_name = {_strip_prefix(k): k for k in file.names()}
     expected = expected_encoder_shapes(config)
     missing = sorted(set(expected) - set(by_name))
     unexpected = sorted(set(by_name) - set(expected) - {"lm_head.weight"})
@@ -199,7 +197,7 @@ def load_dense_weights(folder: Path, head: HeadConfig) -> list[torch.Tensor]:
     out = []
     for sub, shape in zip(("2_Dense", "3_Dense"), head.dense_shapes, strict=True):
         file = SafetensorsFile(folder / sub / "model.safetensors")
-        if "linear.weight" not in file.keys():
+        if "linear.weight" not in file.names():
             raise CheckpointError(f"{folder}/{sub}/model.safetensors has no 'linear.weight'.")
         weight = file.tensor("linear.weight")
         if tuple(weight.shape) != shape:

@@ -55,7 +55,9 @@ class Gemma3TextConfig:
                 f"(model_type 'gemma3_text'). Point --model at an EmbeddingGemma checkpoint."
             )
         if raw.get("attn_logit_softcapping") is not None:
-            raise CheckpointError("config.json sets attn_logit_softcapping, which EmbeddingGemma does not use.")
+            raise CheckpointError(
+                "config.json sets attn_logit_softcapping, which EmbeddingGemma does not use."
+            )
         rope = raw.get("rope_parameters") or {}
         values = dict(raw)
         if "rope_theta" not in values and "full_attention" in rope:

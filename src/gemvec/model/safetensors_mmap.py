@@ -72,7 +72,7 @@ class SafetensorsFile:
             "Delete it and download the checkpoint again."
         )
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._entries)
 
     def shape(self, name: str) -> tuple[int, ...]:

@@ -1,0 +1,111 @@
+"""The Embedder API: shapes, options, odd input and clear errors (tiny random model)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from gemvec import Embedder, Task
+from gemvec.errors import InputError, PrecisionError
+
+
+def test_shapes_follow_sentence_transformers(tiny_embedder: Embedder) -> None:
+    assert tiny_embedder.encode("one").shape == (tiny_embedder.dim,)
+    many = tiny_embedder.encode(["one", "two", "three"])
+    assert many.shape == (3, tiny_embedder.dim) and many.dtype == np.float32
+    assert tiny_embedder.encode([]).shape == (0, tiny_embedder.dim)
+    np.testing.assert_allclose(np.linalg.norm(many, axis=1), 1.0, atol=1e-5)
+    raw = tiny_embedder.encode(["one", "two"], normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+
+
+def test_odd_texts_embed_to_finite_vectors(tiny_embedder: Embedder) -> None:
+    odd = ["", "   ", "\n\t", "🙂🚀🎉", "Hello мир 世界 مرحبا नमस्ते", "a" * 5000]
+    vectors = tiny_embedder.encode(odd, task="query")
+    assert np.isfinite(vectors).all()
+    assert len({v.tobytes() for v in vectors}) == len(odd)
+
+
+def test_vector_does_not_depend_on_batch(tiny_embedder: Embedder) -> None:
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "délta", "ε", "ζήτα", "日本", "🙂"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 60))) for _ in range(40)]
+    batched = tiny_embedder.encode(texts, batch_size=16)
+    alone = np.stack([tiny_embedder.encode(t) for t in texts])
+    assert (batched * alone).sum(axis=1).min() >= 0.9999
+    shuffled = rng.permutation(len(texts))
+    again = tiny_embedder.encode([texts[i] for i in shuffled], batch_size=7)
+    np.testing.assert_allclose(again, batched[shuffled], atol=1e-5)
+
+
+def test_tasks_prompts_and_titles_change_the_vector(tiny_embedder: Embedder) -> None:
+    text = "Mars is the Red Planet."
+    query = tiny_embedder.encode_query(text)
+    np.testing.assert_allclose(query, tiny_embedder.encode(text, task=Task.QUERY))
+    np.testing.assert_allclose(query, tiny_embedder.encode(text, task="query"))
+    np.testing.assert_allclose(query, tiny_embedder.encode(text, prompt="task: search result | query: "))
+    assert not np.allclose(query, tiny_embedder.encode(text))
+    untitled = tiny_embedder.encode_document(text)
+    np.testing.assert_allclose(untitled, tiny_embedder.encode_document(text, titles=[None]), atol=1e-6)
+    assert not np.allclose(untitled, tiny_embedder.encode_document(text, titles="Planets"))
+
+
+def test_matryoshka_dims(tiny_embedder: Embedder) -> None:
+    full = tiny_embedder.encode("text", normalize=False)
+    with pytest.warns(UserWarning, match="Matryoshka"):
+        small = tiny_embedder.encode("text", dim=16)
+    np.testing.assert_allclose(small, full[:16] / np.linalg.norm(full[:16]), atol=1e-5)
+    for bad in (0, -1, tiny_embedder.dim + 1, 2.5, "128", True):
+        with pytest.raises(InputError, match="dim must be"):
+            tiny_embedder.encode("text", dim=bad)
+
+
+def test_truncation_warns_once_with_count_or_raises(tiny_model_dir) -> None:
+    embedder = Embedder.load(tiny_model_dir, max_tokens=32)
+    texts = ["short", "word " * 100, "word " * 200]
+    with pytest.warns(UserWarning, match="2 of 3 text"):
+        vectors = embedder.encode(texts)
+    assert np.isfinite(vectors).all()
+    with pytest.raises(InputError, match="exceed the 32-token limit"):
+        embedder.encode(texts, truncate=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedder.encode(["short"])
+
+
+def test_bad_input_is_named(tiny_embedder: Embedder) -> None:
+    with pytest.raises(InputError, match=r"texts\[1\] is int"):
+        tiny_embedder.encode(["ok", 3])
+    with pytest.raises(InputError, match="string or a list"):
+        tiny_embedder.encode(None)
+    with pytest.raises(InputError, match="Unknown task"):
+        tiny_embedder.encode("x", task="poetry")
+    with pytest.raises(InputError, match="either task= or prompt="):
+        tiny_embedder.encode("x", task="query", prompt="p: ")
+    with pytest.raises(InputError, match="2 texts but 1 titles"):
+        tiny_embedder.encode_document(["a", "b"], titles=["t"])
+    with pytest.raises(InputError, match="batch_size"):
+        tiny_embedder.encode("x", batch_size=0)
+
+
+@pytest.mark.parametrize("name", ["float16", "fp16", "half", "torch.float16"])
+def test_float16_is_refused_with_the_reason(tiny_model_dir, name: str) -> None:
+    with pytest.raises(PrecisionError, match="overflow|65504"):
+        Embedder.load(tiny_model_dir, precision=name)
+
+
+def test_unknown_precision(tiny_model_dir) -> None:
+    with pytest.raises(PrecisionError, match="Unknown precision"):
+        Embedder.load(tiny_model_dir, precision="float64")
+
+
+def test_similarity_is_cosine(tiny_embedder: Embedder) -> None:
+    a = tiny_embedder.encode(["red planet", "gas giant"])
+    sims = tiny_embedder.similarity(a, a * 3.0)
+    np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-5)
+    assert sims.shape == (2, 2)
+    assert tiny_embedder.similarity(a[0], a).shape == (1, 2)
+    with pytest.raises(InputError, match="same dim"):
+        tiny_embedder.similarity(a, a[:, :8])
