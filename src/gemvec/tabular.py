@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -249,3 +249,35 @@ def _field(record: Mapping[str, object], column: str, source: str, line: int) ->
 def _missing_column(source: str, what: str, column: str | None, columns: list[str], option: str) -> str:
     found = ", ".join(repr(c) for c in columns) or "none"
     return f"{source} has no {what} column {column!r} (columns: {found}); name it with {option}."
+
+
+def write_rows(
+    rows: Sequence[Mapping[str, object]], path: str | Path | None, format: str | None = None
+) -> None:
+    """Write result rows as JSON Lines (default, and for ``path=None``: stdout) or CSV (``.csv``).
+
+    In CSV, nested values (dicts, lists) are written as JSON strings; the header is the union of
+    the rows' keys in first-seen order.
+    """
+    fmt = (format or (Path(path).suffix.lstrip(".") if path is not None else "jsonl")).lower()
+    if fmt not in ("csv", "jsonl", "ndjson"):
+        raise InputError(f"Cannot write {fmt!r}: write results to a .csv or .jsonl file.")
+    out = sys.stdout if path is None or str(path) == "-" else open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        if fmt == "csv":
+            header = list(dict.fromkeys(key for row in rows for key in row))
+            writer = csv.DictWriter(out, fieldnames=header, lineterminator="\n")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(
+                    {
+                        k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+                        for k, v in row.items()
+                    }
+                )
+        else:
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
