@@ -1,0 +1,51 @@
+"""Find the files to ingest: files and folders, recursively, with include/exclude globs."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from gemvec.errors import InputError
+from gemvec.ingest.loaders import SUPPORTED_SUFFIXES
+
+
+def _matches(path: Path, root: Path, patterns: Sequence[str]) -> bool:
+    """A pattern matches the file name, or its path relative to the root (``docs/*.md``, ``**/drafts/*``)."""
+    try:
+        relative = path.relative_to(root).as_posix()
+    except ValueError:
+        relative = path.as_posix()
+    return any(
+        fnmatch.fnmatch(path.name, p)
+        or fnmatch.fnmatch(relative, p)
+        or fnmatch.fnmatch(relative, p.removeprefix("**/"))
+        for p in patterns
+    )
+
+
+def find_files(
+    paths: Iterable[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> list[Path]:
+    """Absolute, sorted, de-duplicated paths of supported files under ``paths``.
+
+    Files named explicitly are taken even when their type is not matched by ``include``;
+    hidden files and folders (``.git``, ``.venv``...) are skipped when walking.
+    """
+    found: dict[Path, None] = {}
+    for raw in paths:
+        root = Path(raw).expanduser().resolve()
+        if root.is_file():
+            if not _matches(root, root.parent, exclude):
+                found[root] = None
+            continue
+        if not root.is_dir():
+            raise InputError(f"{raw} does not exist.")
+        for path in sorted(root.rglob("*")):
+            relative_parts = path.relative_to(root).parts
+            if any(part.startswith(".") for part in relative_parts) or not path.is_file():
+                continue
+            wanted = _matches(path, root, include) if include else path.suffix.lower() in SUPPORTED_SUFFIXES
+            if wanted and not _matches(path, root, exclude):
+                found[path] = None
+    return list(found)
