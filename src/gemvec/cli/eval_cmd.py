@@ -79,8 +79,9 @@ def eval_command(
 ) -> None:
     """Evaluate the model on MTEB-style datasets (see ../shared/data/README.md for the layouts).
 
-    Prints a table; main scores are on MTEB's 0-1 scale. Embeddings are cached on disk at full
-    size, so re-running with another --dim re-uses them.
+    Prints a table; main scores are on MTEB's 0-1 scale.
+
+    Embeddings are cached on disk at full size: re-running with another --dim encodes nothing.
     """
     from gemvec.errors import InputError
     from gemvec.eval import (
@@ -95,6 +96,8 @@ def eval_command(
     if sampling not in ("v1", "v2"):
         raise InputError(f"--sampling must be v1 or v2, got {sampling!r}.")
     sources = [s for path in paths for s in discover(path, task_type, queries_from=queries_from)]
+    if queries_from is not None and all(s.queries_from is None for s in sources):
+        raise InputError("--queries-from applies to retrieval datasets, and none was given.")
     loaded = [(source, source.load()) for source in sources]  # fail on bad data before loading the model
     options = EvalOptions(
         dim=dim,

@@ -130,7 +130,10 @@ _SPLIT_SUFFIXES = (".jsonl", ".tsv")
 def discover(
     path: str | Path, task_type: TaskType | str | None = None, *, queries_from: str | Path | None = None
 ) -> list[DatasetSource]:
-    """The datasets at ``path``: the dataset itself, or each dataset inside a folder of them."""
+    """The datasets at ``path``: the dataset itself, or each dataset inside a folder of them.
+
+    ``queries_from`` is given to the retrieval datasets found (the others ignore it).
+    """
     root = Path(path)
     wanted = parse_task_type(task_type) if task_type is not None else None
     if not root.exists():
@@ -144,9 +147,12 @@ def discover(
             "(sentence1, sentence2, score); see `gemvec eval --help`."
         )
     if queries_from is not None:
-        if any(s.type is not TaskType.RETRIEVAL for s in sources):
-            raise DatasetError("--queries-from only applies to retrieval datasets.")
-        sources = [replace(s, queries_from=Path(queries_from)) for s in sources]
+        sources = [
+            replace(s, queries_from=Path(queries_from), name=f"{s.name} (queries: {queries_from})")
+            if s.type is TaskType.RETRIEVAL
+            else s
+            for s in sources
+        ]
     return sources
 
 
