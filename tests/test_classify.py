@@ -109,9 +109,9 @@ def test_train_predict_on_tiny_model(tiny_embedder: Embedder, tmp_path: Path) ->
         "red planet Mars",
     ]
     labels = ["fox", "fox", "fox", "space", "space", "space"]
-    model, cv = train(tiny_embedder, texts, labels, dim=128, folds=3)
+    model, cv = train(tiny_embedder, texts, labels, folds=3)
     assert cv is not None and cv.folds == 3 and 0.0 <= cv.accuracy <= 1.0
-    assert model.settings.dim == 128 and model.settings.task == "classification"
+    assert model.settings.dim == tiny_embedder.dim and model.settings.task == "classification"
     assert model.settings.fingerprint and model.settings.precision == tiny_embedder.precision.value
     assert model.info["cross_validation"]["folds"] == 3
     predictions = Classifier.load(model.save(tmp_path / "m.npz")).predict_texts(tiny_embedder, texts)
@@ -122,7 +122,7 @@ def test_train_predict_on_tiny_model(tiny_embedder: Embedder, tmp_path: Path) ->
 def test_settings_refuse_another_model_or_precision(tiny_embedder: Embedder, tmp_path: Path) -> None:
     from gemvec.testing import make_tiny_checkpoint
 
-    settings = EmbeddingSettings.of(tiny_embedder, 128)
+    settings = EmbeddingSettings.of(tiny_embedder)
     other = Embedder.load(make_tiny_checkpoint(tmp_path / "other", seed=1))
     with pytest.raises(InputError, match="model weights differ"):
         settings.check(other)

@@ -88,7 +88,8 @@ class EmbeddingSettings:
     def encode(self, embedder: Embedder, texts: Sequence[str], **options: Any) -> np.ndarray:
         """Embed ``texts`` exactly as these settings say (checked first)."""
         self.check(embedder)
-        return embedder.encode(list(texts), task=self.task, dim=self.dim, **options)
+        dim = None if self.dim == embedder.dim else self.dim  # full size: no Matryoshka warning
+        return embedder.encode(list(texts), task=self.task, dim=dim, **options)
 
 
 @dataclass(frozen=True)
