@@ -220,3 +220,60 @@ def test_shared_data_layouts_are_detected(shared_data: Path) -> None:
         TaskType.CLASSIFICATION: 25,
         TaskType.BITEXT: 10,
     }
+
+
+# Every loader, each malformed file: (layout builder, file to break, a column it needs)
+def _sts(folder: Path) -> Path:
+    return write_tsv(folder / "x.tsv", ["sentence1", "sentence2", "score"], [["a", "b", "1"]])
+
+
+def _bitext(folder: Path) -> Path:
+    write_tsv(folder / "pairs.tsv", ["sentence1", "sentence2"], [["a", "b"]])
+    return folder
+
+
+LAYOUTS = {
+    "sts": (_sts, "x.tsv", "score"),
+    "bitext": (_bitext, "pairs.tsv", "sentence2"),
+    "classification-jsonl": (make_classification, "train.jsonl", "text"),
+    "classification-tsv": (lambda f: make_classification(f, ".tsv"), "test.tsv", "text"),
+    "beir": (make_beir, "qrels.tsv", "doc_id"),
+    "xquad": (make_xquad, "questions.jsonl", "passage_id"),
+}
+
+
+def _break(path: Path, how: str, column: str) -> None:
+    if how == "empty":
+        path.write_text("", encoding="utf-8")
+    elif how == "encoding":
+        data = path.read_bytes()
+        start = data.index(b"\n") + 1
+        path.write_bytes(data[:start] + "\u00e9".encode("latin-1") + data[start:])  # Latin-1, not UTF-8
+    elif path.suffix == ".tsv":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        header = lines[0].split("\t")
+        drop = header.index(column)
+        path.write_text(
+            "\n".join("\t".join(f for i, f in enumerate(line.split("\t")) if i != drop) for line in lines)
+            + "\n",
+            encoding="utf-8",
+        )
+    else:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        write_jsonl(path, [{k: v for k, v in row.items() if k != column} for row in rows])
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [("missing", "missing column '{column}'"), ("empty", "is empty"), ("encoding", "is not valid UTF-8")],
+)
+def test_each_loader_rejects_malformed_files(tmp_path: Path, layout: str, how: str, message: str) -> None:
+    build, name, column = LAYOUTS[layout]
+    dataset = build(tmp_path / "d")
+    target = dataset if dataset.is_file() else dataset / name
+    source = discover(dataset)[0]  # detected while the files are still well formed
+    _break(target, how, column)
+    with pytest.raises(DatasetError, match=message.format(column=column)) as error:
+        source.load()
+    assert target.name in str(error.value)
