@@ -7,6 +7,7 @@ so every dim after the first costs no encoding. Then ``--table`` renders the mar
 
     python benchmarks/eval_quality.py --precision float32 --suite targets   # the five published figures
     python benchmarks/eval_quality.py --precision float32 --suite all        # the whole table
+    python benchmarks/eval_quality.py --precision bfloat16 --only stsb/en    # some datasets
     python benchmarks/eval_quality.py --table                                # markdown from the results
 """
 
@@ -73,7 +74,10 @@ def run(args: argparse.Namespace) -> None:
             done.add((row["dataset"], row["dim"], row["precision"], row.get("sampling")))
     embedder = Embedder.load(args.model, args.precision)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for name, path, kind, queries_from in suite(args.suite):
+    entries = suite("all" if args.only else args.suite)
+    if args.only:
+        entries = [e for e in entries if e[0] in args.only]
+    for name, path, kind, queries_from in entries:
         sampling = args.sampling if kind is TaskType.CLASSIFICATION else None
         dims = [d for d in args.dims if (name, d, embedder.precision.value, sampling) not in done]
         if not dims:
@@ -97,23 +101,25 @@ def run(args: argparse.Namespace) -> None:
 
 
 def table(path: Path) -> str:
-    """Markdown: one row per dataset, one column per (precision, dim), published score alongside."""
+    """Markdown: one row per dataset, one column per (precision, dim); published score and the
+    difference of the float32 768-d score from it alongside."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     columns = sorted({(r["precision"], r["dim"]) for r in rows}, key=lambda c: (c[0] != "float32", -c[1]))
     names = list(dict.fromkeys((r["dataset"], r["type"], r.get("sampling")) for r in rows))
     score = {(r["dataset"], r.get("sampling"), r["precision"], r["dim"]): r["main_score"] for r in rows}
     short = {"float32": "fp32", "bfloat16": "bf16"}
-    head = ["dataset", "type", "published"] + [f"{short.get(p, p)} {d}" for p, d in columns]
+    head = ["dataset", "type", "published", "Δ fp32 768"] + [f"{short.get(p, p)} {d}" for p, d in columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, kind, sampling in names:
         label = name + (f" (sampling {sampling})" if sampling else "")
-        published = f"{PUBLISHED[name]:.4f}" if name in PUBLISHED else ""
+        reference = score.get((name, sampling, "float32", 768))
+        published = delta = ""
+        if name in PUBLISHED:
+            published = f"{PUBLISHED[name]:.4f}"
+            delta = "" if reference is None else f"{reference - PUBLISHED[name]:+.4f}"
         cells = [score.get((name, sampling, p, d)) for p, d in columns]
-        lines.append(
-            "| "
-            + " | ".join([label, kind, published] + ["" if c is None else f"{c:.4f}" for c in cells])
-            + " |"
-        )
+        values = ["" if c is None else f"{c:.4f}" for c in cells]
+        lines.append("| " + " | ".join([label, kind, published, delta, *values]) + " |")
     return "\n".join(lines)
 
 
