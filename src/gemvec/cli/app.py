@@ -87,4 +87,5 @@ from gemvec.cli import (  # noqa: E402, F401
     cluster_cmd,
     embed,
     eval_cmd,
+    serve_cmd,
 )

@@ -1,0 +1,99 @@
+"""``gemvec serve``: the HTTP server (OpenAI-compatible embeddings, search, ask, a web page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gemvec.cli.app import ModelOption, PrecisionOption, app, friendly_errors, load_embedder
+from gemvec.errors import require
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to bind. Loopback by default; set --api-key before widening."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    model: ModelOption = None,
+    precision: PrecisionOption = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            help="Collection for /v1/search and /v1/ask (name or path).",
+            envvar="GEMVEC_COLLECTION",
+            show_envvar=True,
+        ),
+    ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            "--llm",
+            help="Generator for /v1/ask: openai:MODEL@BASE_URL, gguf:PATH or smollm2 (loaded on first ask).",
+            envvar="GEMVEC_LLM",
+            show_envvar=True,
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help="Require 'Authorization: Bearer KEY' on /v1/* and /metrics.",
+            envvar="GEMVEC_API_KEY",
+            show_envvar=True,
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow browser calls from this origin (repeat). Off by default."),
+    ] = None,
+    max_batch_tokens: Annotated[
+        int,
+        typer.Option("--max-batch-tokens", min=1, help="Token budget when merging requests into a batch."),
+    ] = 16384,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve embeddings at /v1/embeddings (OpenAI API), search and ask over a collection, and a page at /."""
+    require("fastapi", "server", "gemvec serve")
+    from gemvec.server import ServerSettings
+    from gemvec.server import serve as run_server
+
+    embedder, coll = _load(model, precision, collection)
+    settings = ServerSettings(
+        api_key=api_key or None,
+        cors_origins=tuple(cors_origin or ()),
+        max_batch_tokens=max_batch_tokens,
+    )
+    typer.secho(f"gemvec serving {embedder.model_name} on http://{host}:{port}/", err=True, fg="green")
+    run_server(
+        embedder,
+        host=host,
+        port=port,
+        settings=settings,
+        collection=coll,
+        generator=llm if coll is not None else None,
+        log_level=log_level,
+    )
+
+
+def _load(model: str | None, precision: str | None, collection: str | None) -> tuple[Any, Any]:
+    """The embedder and, with ``-c``, the collection sharing it (the collection's model by default)."""
+    if collection is None:
+        return load_embedder(model, precision), None
+    from gemvec.store import Collection
+
+    coll = Collection.open(collection, model=model)
+    if precision is None:
+        return coll.embedder, coll
+    if model is None:  # the model the collection was built with, at the asked precision
+        stored = coll.settings.get("model_path") or ""
+        model = stored if stored and Path(stored).is_dir() else coll.settings["model"]
+    embedder = load_embedder(model, precision)
+    coll.close()
+    return embedder, Collection.open(collection, embedder=embedder)

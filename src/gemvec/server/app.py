@@ -1,0 +1,141 @@
+"""The FastAPI application: routes, middleware and the model worker's lifetime.
+
+Build it with :func:`create_app` (tests do, on the tiny model) and serve it with
+uvicorn (``gemvec serve`` does, see :mod:`gemvec.server.run`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse, Response
+
+from gemvec import __version__
+from gemvec.server.batching import ModelWorker
+from gemvec.server.embeddings import EmbeddingService, raw_embed_fn
+from gemvec.server.errors import APIError, install_error_handlers
+from gemvec.server.metrics import ServerMetrics
+from gemvec.server.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from gemvec.server.retrieval import RetrievalService
+from gemvec.server.schemas import AskRequest, EmbeddingRequest, SearchRequest
+from gemvec.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from gemvec.embedder import Embedder
+
+PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """Plain ``json.dumps``: much faster than FastAPI's encoder on thousands of floats."""
+    return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
+
+
+def create_app(
+    embedder: Embedder,
+    settings: ServerSettings | None = None,
+    *,
+    collection: Any = None,
+    generator: Any = None,
+) -> FastAPI:
+    """The server for ``embedder``; ``collection`` (a gemvec Collection) enables search, and with a
+    ``generator`` (a gemvec.llm Generator or spec string), ask."""
+    settings = settings or ServerSettings()
+    metrics = ServerMetrics()
+    worker = ModelWorker(
+        raw_embed_fn(embedder),
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_inputs=settings.max_batch_inputs,
+        metrics=metrics,
+    )
+    embeddings = EmbeddingService(embedder, worker, settings)
+    retrieval = RetrievalService(collection, generator, worker)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        try:
+            yield
+        finally:
+            # uvicorn has already let in-flight requests finish; finish what is queued, then stop.
+            await anyio.to_thread.run_sync(worker.stop)
+
+    app = FastAPI(
+        title="gemvec",
+        version=__version__,
+        description="EmbeddingGemma embeddings (OpenAI-compatible), search and ask over a collection.",
+        lifespan=lifespan,
+    )
+    app.state.worker = worker
+    app.state.metrics = metrics
+    install_error_handlers(app)
+
+    @app.post("/v1/embeddings")
+    async def create_embeddings(request: EmbeddingRequest) -> Response:
+        return json_response(await embeddings.create(request))
+
+    @app.get("/v1/models")
+    async def list_models() -> Response:
+        model = {"id": embeddings.model_id, "object": "model", "created": 0, "owned_by": "gemvec"}
+        return json_response({"object": "list", "data": [model]})
+
+    @app.post("/v1/search")
+    async def search(request: SearchRequest) -> Response:
+        return json_response(await retrieval.search(request))
+
+    @app.post("/v1/ask", response_model=None)
+    async def ask(request: AskRequest) -> Response:
+        return await retrieval.ask(request)
+
+    @app.get("/health")
+    async def health() -> Response:
+        body = {
+            "status": "ok" if worker.alive else "stopping",
+            "model": embeddings.model_id,
+            "dim": embedder.dim,
+            "collection": retrieval.collection_name,
+            "ask": retrieval.can_ask,
+            "auth": settings.api_key is not None,
+            "version": __version__,
+        }
+        return json_response(body, 200 if worker.alive else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=PROMETHEUS_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_page_html())
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    # Outermost last: metrics see everything, CORS answers preflights before the key is asked for.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(AuthMiddleware, api_key=settings.api_key)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _page_html() -> str:
+    return resources.files("gemvec.server").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+__all__ = ["APIError", "create_app"]

@@ -1,0 +1,203 @@
+"""Dynamic batching: one worker thread owns the model; concurrent requests are merged into batches.
+
+Request handlers (on the event loop) put jobs on a queue and await an asyncio future.
+The worker takes the oldest job, then every queued job that still fits the token and
+input budgets, embeds all their texts in one ``encode`` call (which sorts by length
+and splits into forward passes), and hands each job its rows. There is no waiting
+window: while one batch runs the next one fills up, so batches grow with the load
+and a lone request is answered at once.
+
+Other work that needs the model (a search embeds its query) runs on the same thread
+between batches through :meth:`ModelWorker.call`, so the model is never used by two
+threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gemvec.server.metrics import ServerMetrics
+
+T = TypeVar("T")
+EmbedFn = Callable[[list[str]], np.ndarray]
+log = logging.getLogger("gemvec.server")
+
+
+@dataclass
+class _Work:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future = field(repr=False)
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Resolve the future from the worker thread (ignored if the caller has gone)."""
+
+        def apply() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # a closed event loop: nobody is waiting any more
+            self.loop.call_soon_threadsafe(apply)
+
+
+@dataclass
+class _EmbedJob(_Work):
+    texts: list[str] = field(default_factory=list)
+    tokens: int = 0
+
+
+@dataclass
+class _CallJob(_Work):
+    fn: Callable[[], Any] = field(default=lambda: None)
+
+
+class WorkerStoppedError(RuntimeError):
+    """The worker is shutting down and takes no new work."""
+
+
+class ModelWorker:
+    """The thread that owns the model; see the module docstring."""
+
+    def __init__(
+        self,
+        embed: EmbedFn,
+        *,
+        max_batch_tokens: int = 16384,
+        max_batch_inputs: int = 256,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self._embed = embed
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_inputs = max_batch_inputs
+        self.metrics = metrics or ServerMetrics()
+        self._queue: deque[_Work] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="gemvec-model", daemon=True)
+
+    # -- the event-loop side --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def embed(self, texts: list[str], tokens: int) -> np.ndarray:
+        """Rows of ``embed(texts)``, computed in a batch shared with other requests."""
+        loop = asyncio.get_running_loop()
+        job = _EmbedJob(loop, loop.create_future(), texts=texts, tokens=tokens)
+        self._submit(job)
+        return await job.future
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on the model thread, between batches."""
+        loop = asyncio.get_running_loop()
+        job = _CallJob(loop, loop.create_future(), fn=fn)
+        self._submit(job)
+        return await job.future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish everything already queued, then end the thread (blocking)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._stopping
+
+    def _submit(self, job: _Work) -> None:
+        with self._cond:
+            if self._stopping:
+                raise WorkerStoppedError("The server is shutting down.")
+            self._queue.append(job)
+            self.metrics.queue_depth.set(len(self._queue))
+            self._cond.notify()
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next()
+            if batch is None:
+                return
+            if isinstance(batch, _CallJob):
+                self._run_call(batch)
+            else:
+                self._run_batch(batch)
+
+    def _next(self) -> _CallJob | list[_EmbedJob] | None:
+        """The next call, or the oldest embedding job plus every queued job that fits the budgets."""
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            first = self._queue.popleft()
+            if isinstance(first, _CallJob):
+                self.metrics.queue_depth.set(len(self._queue))
+                return first
+            assert isinstance(first, _EmbedJob)
+            batch, tokens, inputs = [first], first.tokens, len(first.texts)
+            while self._queue and isinstance(self._queue[0], _EmbedJob):
+                nxt = self._queue[0]
+                if tokens + nxt.tokens > self.max_batch_tokens:
+                    break
+                if inputs + len(nxt.texts) > self.max_batch_inputs:
+                    break
+                batch.append(self._queue.popleft())
+                tokens += nxt.tokens
+                inputs += len(nxt.texts)
+            self.metrics.queue_depth.set(len(self._queue))
+            return batch
+
+    def _run_call(self, job: _CallJob) -> None:
+        if job.future.cancelled():
+            return
+        try:
+            job.settle(job.fn())
+        except Exception as exc:
+            job.settle(error=exc)
+
+    def _run_batch(self, jobs: list[_EmbedJob]) -> None:
+        jobs = [j for j in jobs if not j.future.cancelled()]
+        if not jobs:
+            return
+        texts = [t for j in jobs for t in j.texts]
+        try:
+            vectors = self._embed(texts)
+        except Exception as exc:
+            if len(jobs) == 1:
+                log.warning("embedding failed: %s", exc)
+                jobs[0].settle(error=exc)
+                return
+            # One job may be at fault: retry each alone so the others still get their answer.
+            for job in jobs:
+                self._run_batch([job])
+            return
+        self._record(jobs, len(texts))
+        start = 0
+        for job in jobs:
+            job.settle(vectors[start : start + len(job.texts)])
+            start += len(job.texts)
+
+    def _record(self, jobs: list[_EmbedJob], inputs: int) -> None:
+        tokens = sum(j.tokens for j in jobs)
+        m = self.metrics
+        m.batch_size.observe(inputs)
+        m.batch_requests.observe(len(jobs))
+        m.batch_tokens.observe(tokens)
+        m.inputs.inc(amount=inputs)
+        m.tokens.inc(amount=tokens)

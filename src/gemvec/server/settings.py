@@ -1,0 +1,21 @@
+"""What a server instance allows: limits, the API key, CORS, batching budgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Defaults follow OpenAI's embeddings limits where a CPU can live with them."""
+
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_inputs: int = 2048  # texts per request (OpenAI: 2048)
+    max_request_tokens: int = 131_072  # tokens per request, prompts included
+    max_body_bytes: int = 16 * MiB
+    max_batch_tokens: int = 16_384  # token budget when merging requests into one model batch
+    max_batch_inputs: int = 256
+    model_id: str | None = None  # the name clients see; default: the checkpoint folder's name
