@@ -85,6 +85,7 @@ def load_embedder(model: str | None, precision: str | None):
 from gemvec.cli import (  # noqa: E402, F401
     classify_cmd,
     cluster_cmd,
+    collection_cmds,
     embed,
     eval_cmd,
     serve_cmd,

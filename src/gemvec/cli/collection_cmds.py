@@ -1,0 +1,271 @@
+"""``gemvec index``, ``sync``, ``search``, ``ask`` and ``collections list|info|delete``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from gemvec.cli.app import BatchSizeOption, DimOption, ModelOption, PrecisionOption, app, friendly_errors
+from gemvec.errors import InputError
+
+CollectionOption = Annotated[
+    str,
+    typer.Option(
+        "--collection",
+        "-c",
+        help="Collection name (under $GEMVEC_HOME/collections) or path (./dir).",
+        envvar="GEMVEC_COLLECTION",
+        show_envvar=True,
+    ),
+]
+ModeOption = Annotated[str, typer.Option("--mode", help="dense, keyword (BM25) or hybrid (RRF of both).")]
+FilterOption = Annotated[
+    list[str] | None,
+    typer.Option("--filter", "-f", help="Metadata filter KEY=VALUE (repeat; same key = any of)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+collections_app = typer.Typer(help="List, inspect and delete collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+
+def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
+    filters: dict[str, list[str]] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"Filter {item!r} must look like KEY=VALUE.")
+        filters.setdefault(key.strip(), []).append(value)
+    return {k: v[0] if len(v) == 1 else v for k, v in filters.items()} or None
+
+
+@contextmanager
+def _progress_bar(enabled: bool):
+    """A rich progress bar (chunks embedded, total, rate, ETA) on stderr, or a no-op callback."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("embedding chunks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task("embed", total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=total, rate=f"{speed:.1f}/s" if speed else "")
+
+        yield update
+
+
+def _open_or_create(collection: str, model: str | None, compute_precision: str | None, **create: Any):
+    from gemvec.store import Collection
+    from gemvec.store.paths import DB_FILE, resolve_collection
+
+    if (resolve_collection(collection) / DB_FILE).is_file():
+        return Collection.open(collection, model=model, dim=create["dim"], precision=create["precision"])
+    return Collection.create(collection, model=model, compute_precision=compute_precision, **create)
+
+
+def _print_report(report, coll) -> None:
+    r = report.to_dict()
+    typer.echo(
+        f"{coll.name}: {r['added']} added, {r['updated']} updated, {r['unchanged']} unchanged, "
+        f"{r['duplicates']} duplicates, {r['removed']} removed; {r['chunks']} chunks embedded.",
+        err=True,
+    )
+    for path, error in r["failed"]:
+        typer.secho(f"skipped {path}: {error}", fg="yellow", err=True)
+
+
+@app.command()
+@friendly_errors
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (recursively).")],
+    collection: CollectionOption,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip.")] = None,
+    text_field: Annotated[str, typer.Option(help="JSONL/CSV field with the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="JSONL/CSV field with the row id.")] = "id",
+    title_field: Annotated[str, typer.Option(help="JSONL/CSV field with the title.")] = "title",
+    meta_field: Annotated[
+        list[str] | None, typer.Option(help="JSONL/CSV fields kept as metadata (default: all others).")
+    ] = None,
+    sync: Annotated[bool, typer.Option("--sync", help="Also remove documents whose files are gone.")] = False,
+    dim: DimOption = None,
+    vectors: Annotated[
+        str | None, typer.Option("--vectors", help="Vector precision at creation: float32, int8 or binary.")
+    ] = None,
+    chunk_tokens: Annotated[int, typer.Option(help="Chunk size in tokens (at creation).")] = 256,
+    overlap: Annotated[int, typer.Option(help="Chunk overlap in tokens (at creation).")] = 32,
+    model: ModelOption = None,
+    precision: PrecisionOption = None,
+    batch_size: BatchSizeOption = 32,
+) -> None:
+    """Index files into a collection (created on first use). Unchanged files are skipped; Ctrl-C is safe."""
+    from gemvec.ingest.loaders import TableOptions
+
+    coll = _open_or_create(
+        collection, model, precision, dim=dim, precision=vectors, chunk_tokens=chunk_tokens, overlap=overlap
+    )
+    table = TableOptions(text_field, id_field, title_field, tuple(meta_field) if meta_field else None)
+    with coll, _progress_bar(sys.stderr.isatty()) as progress:
+        report = coll.add(
+            paths,
+            include=include or (),
+            exclude=exclude or (),
+            table=table,
+            progress=progress,
+            batch_size=batch_size,
+            remove_missing=sync,
+        )
+        _print_report(report, coll)
+
+
+@app.command(name="sync")
+@friendly_errors
+def sync_cmd(collection: CollectionOption, model: ModelOption = None) -> None:
+    """Re-index every folder added before: embed changed files, remove deleted ones."""
+    from gemvec.store import Collection
+
+    with Collection.open(collection, model=model) as coll, _progress_bar(sys.stderr.isatty()) as progress:
+        _print_report(coll.sync(progress=progress), coll)
+
+
+@app.command()
+@friendly_errors
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: CollectionOption,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    mode: ModeOption = "hybrid",
+    filters: FilterOption = None,
+    as_json: JsonOption = False,
+    model: ModelOption = None,
+) -> None:
+    """Search a collection. --json prints one object per hit: score, text, path, title, chunk, ..."""
+    from gemvec.store import Collection
+
+    with Collection.open(collection, model=model) as coll:
+        hits = coll.search(query, k=k, mode=mode, filters=parse_filters(filters))
+    for rank, hit in enumerate(hits, start=1):
+        if as_json:
+            sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            where = hit.path or hit.source
+            typer.echo(
+                f"{rank:>2}. {hit.score:.4f}  {where}  #{hit.chunk}"
+                + (f"  ({hit.title})" if hit.title else "")
+            )
+            typer.echo("    " + " ".join(hit.text.split())[:300])
+    if not hits and not as_json:
+        typer.echo("no results", err=True)
+
+
+@app.command()
+@friendly_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    collection: CollectionOption,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="openai:MODEL@BASE_URL, gguf:PATH or smollm2.", envvar="GEMVEC_LLM", show_envvar=True
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Sources to retrieve.")] = 4,
+    mode: ModeOption = "hybrid",
+    filters: FilterOption = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Longest answer, in tokens.")] = 512,
+    as_json: JsonOption = False,
+    model: ModelOption = None,
+) -> None:
+    """Answer a question from a collection with numbered citations, streaming the answer."""
+    from gemvec.llm import make_generator
+    from gemvec.store import Collection
+
+    generator = make_generator(llm)
+    with Collection.open(collection, model=model) as coll:
+        stream = coll.ask(
+            question,
+            generator,
+            k=k,
+            mode=mode,
+            filters=parse_filters(filters),
+            stream=True,
+            max_tokens=max_tokens,
+        )
+        for piece in stream:
+            if not as_json:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    answer = stream.answer
+    if as_json:
+        sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+        return
+    typer.echo("\n")
+    for source in answer.sources:
+        mark = "*" if source.cited else " "
+        hit = source.hit
+        typer.echo(
+            f"{mark}[{source.number}] {hit.path or hit.source} #{hit.chunk}"
+            + (f" ({hit.title})" if hit.title else "")
+        )
+
+
+@collections_app.command("list")
+@friendly_errors
+def list_cmd(as_json: JsonOption = False) -> None:
+    """Collections under $GEMVEC_HOME/collections."""
+    from gemvec.store import Collection, list_collections
+
+    for folder in list_collections():
+        with Collection.open(folder) as coll:
+            info = coll.info()
+        if as_json:
+            sys.stdout.write(json.dumps(info) + "\n")
+        else:
+            typer.echo(
+                f"{info['name']}\t{info['documents']} documents\t{info['chunks']} chunks\t{info['index']}"
+            )
+
+
+@collections_app.command("info")
+@friendly_errors
+def info_cmd(collection: CollectionOption, as_json: JsonOption = False) -> None:
+    """Documents, chunks, model, dim, vector precision and index of a collection."""
+    from gemvec.store import Collection
+
+    with Collection.open(collection) as coll:
+        info = coll.info()
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+    else:
+        for key, value in info.items():
+            typer.echo(f"{key}: {value}")
+
+
+@collections_app.command("delete")
+@friendly_errors
+def delete_cmd(
+    collection: CollectionOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a collection folder and everything in it."""
+    from gemvec.store import delete_collection, resolve_collection
+
+    if not yes and not typer.confirm(f"Delete collection {resolve_collection(collection)}?"):
+        raise typer.Exit(1)
+    typer.echo(f"deleted {delete_collection(collection)}", err=True)
