@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
     parser.add_argument("--suite", choices=["targets", "all"], default="targets")
     parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run just these datasets, e.g. xquad/th stsb/de"
+    )
+    parser.add_argument(
         "--sampling", choices=["v1", "v2"], default="v2", help="MTEB 1.x or 2.x few-shot sampling"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -108,18 +108,15 @@ def eval_command(
         classification=ClassificationOptions(samples_per_label, experiments, seed, sampling),  # type: ignore[arg-type]
         clustering=ClusteringOptions(experiments=experiments, seed=seed),
     )
-    evaluator = Evaluator(
+    results = []
+    with Evaluator(
         load_embedder(model, precision),
         options,
         cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-    )
-    results = []
-    try:
+    ) as evaluator:
         for source, data in loaded:
             results.append(evaluator.run(source, data))
             typer.echo(f"{source.name}: {results[-1].main_score:.4f} ({results[-1].seconds:.1f} s)", err=True)
-    finally:
-        evaluator.close()
     _print_table(results, to_stderr=str(json_out) == "-")
     if json_out is not None:
         text = json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n"

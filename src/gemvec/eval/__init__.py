@@ -3,11 +3,11 @@
 Typical use::
 
     from gemvec import Embedder
-    from gemvec.eval import EvalOptions, Evaluator, discover
+    from gemvec.eval import EvalOptions, Evaluator, default_cache_dir, discover
 
-    evaluator = Evaluator(Embedder.load(), EvalOptions(dim=256), cache_dir=default_cache_dir())
-    for source in discover("../shared/data/stsb"):
-        print(evaluator.run(source).main_score)
+    with Evaluator(Embedder.load(), EvalOptions(dim=256), cache_dir=default_cache_dir()) as evaluator:
+        for source in discover("../shared/data/stsb"):
+            print(source.name, evaluator.run(source).main_score)
 """
 
 from gemvec.eval.cache import EmbeddingCache, default_cache_dir

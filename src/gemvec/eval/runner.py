@@ -111,6 +111,12 @@ class Evaluator:
     def close(self) -> None:
         self.cache.close()
 
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- internals ------------------------------------------------------------------------
 
     def _protocol(self, kind: TaskType, data: EvalData, embed) -> Metrics:
