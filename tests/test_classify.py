@@ -132,13 +132,21 @@ def test_settings_refuse_another_model_or_precision(tiny_embedder: Embedder, tmp
     settings.check(Embedder.load(tiny_embedder.folder))  # same checkpoint, fresh load: fine
 
 
-def test_zero_shot_picks_the_identical_description(tiny_embedder: Embedder) -> None:
-    model = zero_shot(tiny_embedder, {"pets": "the quick brown fox", "space": "Mars is the red planet"})
-    assert model.kind == "zero-shot" and model.info["descriptions"]["pets"] == "the quick brown fox"
-    predictions = model.predict_texts(tiny_embedder, ["Mars is the red planet", "the quick brown fox"])
-    assert [p.label for p in predictions] == ["space", "pets"]
+def test_zero_shot_scores_texts_against_label_documents(tiny_embedder: Embedder) -> None:
+    descriptions = {"pets": "the quick brown fox", "space": "Mars is the red planet", "food": "bread"}
+    model = zero_shot(tiny_embedder, descriptions, template="about {}")
+    assert model.kind == "zero-shot" and model.info["descriptions"] == descriptions
+    texts = ["Mars is the red planet", "the quick brown fox", "a loaf of bread", "Venus"]
+    # by hand: texts with the classification prompt, labels as documents, highest cosine wins
+    x = tiny_embedder.encode(texts, task="classification")
+    labels = tiny_embedder.encode_document([f"about {d}" for d in descriptions.values()])
+    expected = [list(descriptions)[i] for i in (x @ labels.T).argmax(axis=1)]
+    predictions = model.predict_texts(tiny_embedder, texts)
+    assert [p.label for p in predictions] == expected
     with pytest.raises(InputError, match="at least two labels"):
         zero_shot(tiny_embedder, ["only"])
+    with pytest.raises(InputError, match="must contain"):
+        zero_shot(tiny_embedder, ["a", "b"], template="no slot")
 
 
 def test_training_needs_two_labels(tiny_embedder: Embedder) -> None:

@@ -126,6 +126,9 @@ def zero_shot_command(
         Path | None,
         typer.Option("--labels-file", help="One label per line: 'label' or 'label<TAB>description'."),
     ] = None,
+    template: Annotated[
+        str, typer.Option("--template", help="Text embedded for each label, e.g. 'This text is about {}.'")
+    ] = "{}",
     scale: Annotated[
         float, typer.Option("--scale", min=1e-3, help="Softmax scale over similarities.")
     ] = 50.0,
@@ -137,7 +140,9 @@ def zero_shot_command(
     from gemvec.tasks.classify import zero_shot
 
     descriptions = parse_labels(labels or [], labels_file)
-    classifier = zero_shot(load_embedder(model, precision), descriptions, dim=dim, scale=scale)
+    classifier = zero_shot(
+        load_embedder(model, precision), descriptions, dim=dim, scale=scale, template=template
+    )
     classifier.save(out)
     typer.echo(f"zero-shot classifier with {len(classifier.classes)} labels saved to {out}")
 
