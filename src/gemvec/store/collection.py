@@ -162,6 +162,11 @@ class Collection:
     _model_override: str | None = None
 
     @property
+    def encode_dim(self) -> int | None:
+        """The ``dim`` to pass to the embedder: None when the collection keeps the model's full size."""
+        return None if self.dim == self.embedder.dim else self.dim
+
+    @property
     def embedder(self) -> Embedder:
         """The embedding model: loaded on first use, checked against the one the collection was built with."""
         if self._embedder is None:

@@ -180,7 +180,9 @@ class VectorIndex:
             faiss.downcast_IndexBinary(self.index.index).hnsw.efSearch = ef_search or max(
                 self.spec.ef_search, k
             )
-        fetch = k if allowed is None else min(self.ntotal, k * 20)
+        fetch = k
+        if allowed is not None:  # over-fetch in proportion to how much the filter rejects
+            fetch = min(self.ntotal, k * 20 * max(1, self.ntotal // max(len(allowed), 1)))
         distances, ids = self.index.search(codes, fetch)
         scores = 1.0 - 2.0 * distances.astype(np.float32) / self.spec.dim
         if allowed is not None:

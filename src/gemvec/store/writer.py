@@ -106,7 +106,7 @@ def _flush(collection: Collection, batch: list[_Pending], report: IngestReport, 
     texts = [c.text for p in batch for c in p.chunks]
     titles = [p.doc.title for p in batch for c in p.chunks]
     vectors = collection.embedder.encode_document(
-        texts, titles=titles, dim=collection.dim, batch_size=batch_size, show_progress=False
+        texts, titles=titles, dim=collection.encode_dim, batch_size=batch_size, show_progress=False
     )
     rows, offset = [], 0
     for p in batch:

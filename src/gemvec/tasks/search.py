@@ -85,7 +85,7 @@ def dense(
     coll: Collection, query: str, k: int, filters: dict[str, Any] | None = None
 ) -> list[tuple[int, float]]:
     """(chunk id, cosine) best first. Quantised indexes are rescored with the stored float32 vectors."""
-    vector = coll.embedder.encode_query([query], dim=coll.dim, show_progress=False)[0]
+    vector = coll.embedder.encode_query([query], dim=coll.encode_dim, show_progress=False)[0]
     allowed = _allowed_ids(coll.conn, filters)
     if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
         ids, vectors = read_vectors(coll.conn, allowed.tolist(), coll.dim)
