@@ -70,7 +70,9 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         max_batch_tokens=max_batch_tokens,
     )
-    typer.secho(f"gemvec serving {embedder.model_name} on http://{host}:{port}/", err=True, fg="green")
+    where = f" on http://{host}:{port}/" if port else ""
+    served = f"{embedder.model_name}" + (f" and collection {coll.name}" if coll is not None else "")
+    typer.secho(f"gemvec: serving {served}{where}", err=True, fg="green")
     run_server(
         embedder,
         host=host,

@@ -1,7 +1,7 @@
 """Run the server in a background thread on a free loopback port (tests, benchmarks, notebooks).
 
-    with BackgroundServer(create_app(embedder)) as server:
-        OpenAI(base_url=server.url + "/v1", api_key="unused").embeddings.create(...)
+with BackgroundServer(create_app(embedder)) as server:
+    OpenAI(base_url=server.url + "/v1", api_key="unused").embeddings.create(...)
 """
 
 from __future__ import annotations

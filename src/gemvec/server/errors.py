@@ -22,6 +22,7 @@ _TYPES = {
     405: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
+    502: "upstream_error",
     503: "service_unavailable",
 }
 

@@ -99,7 +99,10 @@ class RetrievalService:
                 self._events(stream), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
         async with self._generating:
-            await anyio.to_thread.run_sync(lambda: list(stream))
+            try:
+                await anyio.to_thread.run_sync(lambda: list(stream))
+            except Exception as exc:
+                raise APIError(502, f"The LLM failed: {type(exc).__name__}: {exc}", code="llm_error") from exc
         return Response(
             json.dumps(self._answer(stream, coll.name), separators=(",", ":")), media_type="application/json"
         )
