@@ -12,6 +12,7 @@ Typical use::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -116,9 +117,13 @@ def choose_k(
             f"Cannot choose k from {k_min}..{k_max} for {len(vectors)} texts; pass k explicitly "
             "(automatic k needs at least 3 texts and k_min >= 2)."
         )
+    from sklearn.exceptions import ConvergenceWarning
+
     scores: dict[int, float] = {}
     for k in range(k_min, k_max + 1):
-        score = silhouette(vectors, kmeans(vectors, k, seed), seed)
+        with warnings.catch_warnings():  # fewer distinct points than k: scored as undefined below
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            score = silhouette(vectors, kmeans(vectors, k, seed), seed)
         if score is not None:
             scores[k] = round(score, 6)
     if not scores:
