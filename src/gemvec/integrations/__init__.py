@@ -1,0 +1,1 @@
+"""Adapters that let gemvec drop into other frameworks (each behind its own optional extra)."""

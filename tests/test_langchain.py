@@ -1,0 +1,56 @@
+"""The LangChain adapter: same vectors as the Embedder, and it works inside a LangChain vector store."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+pytest.importorskip("langchain_core")
+
+from langchain_core.vectorstores import InMemoryVectorStore
+
+from gemvec.integrations.langchain import GemvecEmbeddings
+
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "Cats sleep all day.", "日本語のテキストです。"]
+
+
+def test_vectors_match_the_embedder(tiny_embedder):
+    embeddings = GemvecEmbeddings(tiny_embedder)
+    np.testing.assert_allclose(
+        embeddings.embed_documents(TEXTS), tiny_embedder.encode_document(TEXTS), atol=1e-6
+    )
+    np.testing.assert_allclose(embeddings.embed_query("fox"), tiny_embedder.encode_query("fox"), atol=1e-6)
+    assert isinstance(embeddings.embed_query("fox")[0], float)
+
+
+@pytest.mark.filterwarnings("ignore:dim=")
+def test_dim_and_query_task(tiny_embedder):
+    embeddings = GemvecEmbeddings(tiny_embedder, dim=32, query_task="similarity")
+    assert np.shape(embeddings.embed_documents(TEXTS)) == (3, 32)
+    expected = tiny_embedder.encode("fox", task="similarity", dim=32)
+    np.testing.assert_allclose(embeddings.embed_query("fox"), expected, atol=1e-6)
+
+
+def test_in_a_langchain_vector_store(tiny_embedder):
+    store = InMemoryVectorStore.from_texts(TEXTS, embedding=GemvecEmbeddings(tiny_embedder))
+    (doc, score), *_ = store.similarity_search_with_score("a fox", k=3)
+    cosines = tiny_embedder.encode_document(TEXTS) @ tiny_embedder.encode_query("a fox")
+    assert doc.page_content == TEXTS[int(np.argmax(cosines))]
+    assert score == pytest.approx(float(cosines.max()), abs=1e-5)
+    asynchronous = asyncio.run(store.embeddings.aembed_query("x"))  # LangChain's default async path
+    assert asynchronous == pytest.approx(tiny_embedder.encode_query("x").tolist(), abs=1e-6)
+
+
+@pytest.mark.real_model
+def test_real_model_finds_the_red_planet(real_embedder):
+    planets = [
+        "Venus is often called Earth's twin because of its similar size and proximity.",
+        "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+        "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+        "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+    ]
+    store = InMemoryVectorStore.from_texts(planets, embedding=GemvecEmbeddings(real_embedder))
+    best = store.similarity_search("Which planet is known as the Red Planet?", k=1)[0]
+    assert best.page_content.startswith("Mars")
