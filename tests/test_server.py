@@ -1,4 +1,4 @@
-"""The HTTP server on the tiny model: a real uvicorn on 127.0.0.1, the official openai client, every error path."""
+"""The HTTP server on the tiny model: real uvicorn on 127.0.0.1, the openai client, every error path."""
 
 from __future__ import annotations
 
@@ -159,6 +159,10 @@ BAD_REQUESTS = [
     ({"input": "a", "task": 5}, "task", "string"),
     ({"input": "a", "model": 5}, "model", "string"),
     ({"input": LONG_TEXT}, "input", "tokens"),
+    (b'{"input": "\\ud800"}', "input", "unicode"),
+    (b'{"input": ["ok", "a\\udfffb"]}', "input", "input[1]"),
+    (b"[" * 100_000, None, ""),
+    (b"\xff\xfe", None, ""),
 ]
 
 

@@ -120,7 +120,7 @@ class ModelWorker:
 
     def _submit(self, job: _Work) -> None:
         with self._cond:
-            if self._stopping:
+            if self._stopping or not self._thread.is_alive():
                 raise WorkerStoppedError("The server is shutting down.")
             self._queue.append(job)
             self.metrics.queue_depth.set(len(self._queue))

@@ -66,7 +66,9 @@ def _validation_message(error: dict[str, Any]) -> tuple[str, str | None]:
             return "The request needs a JSON body.", None
         return f"Missing required field '{param}'.", param
     message = error.get("msg", "invalid value").removeprefix("Value error, ")
-    return (f"{param}: {message}" if param else message), param
+    if not param or message.startswith(param):
+        return message, param
+    return f"{param}: {message}", param
 
 
 def install_error_handlers(app: FastAPI) -> None:

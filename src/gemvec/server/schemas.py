@@ -40,6 +40,7 @@ class EmbeddingRequest(_Strict):
     def _texts_only(cls, value: Any) -> Any:
         """One clear message per mistake instead of pydantic's per-union-member list."""
         if isinstance(value, str):
+            _check_unicode(value, "input")
             return value
         if not isinstance(value, list):
             raise ValueError(f"must be a string or a list of strings, not {_json_type(value)}")
@@ -50,10 +51,19 @@ class EmbeddingRequest(_Strict):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"input[{i}] is {_json_type(item)}; every input must be a string")
+            _check_unicode(item, f"input[{i}]")
         return value
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """JSON can smuggle in lone surrogates (``"\\ud800"``), which no tokenizer accepts."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} is not valid Unicode (it holds a lone surrogate escape)") from None
 
 
 def _json_type(value: Any) -> str:
