@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_chunks_respect_the_token_limit_and_cover_the_text(tiny_embedder) -> Non
         covered.update(range(c.start, c.end))
     assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
     # consecutive chunks overlap (shared text), and never cut inside a word
-    assert any(b.start < a.end for a, b in zip(chunks, chunks[1:], strict=False))
+    assert any(b.start < a.end for a, b in itertools.pairwise(chunks))
     for c in chunks:
         assert c.start == 0 or text[c.start - 1].isspace()
         assert c.end == len(text) or not text[c.end].isalnum()

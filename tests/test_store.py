@@ -21,7 +21,20 @@ from gemvec.store.persist import INDEX_FILE, RECORD_FILE
 from gemvec.store.vectors import IndexSpec, VectorIndex, VectorPrecision
 from gemvec.testing import make_tiny_checkpoint
 
-WORDS = "apple banana cherry delta echo falcon garden harbor island jungle kettle lemon".split()
+WORDS = [
+    "apple",
+    "banana",
+    "cherry",
+    "delta",
+    "echo",
+    "falcon",
+    "garden",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lemon",
+]
 
 
 def write_docs(folder: Path, n: int, start: int = 0) -> None:
@@ -39,7 +52,8 @@ def consistent(coll: Collection) -> None:
     found = set(np.asarray(faiss_ids(index)).tolist())
     assert found == ids
     bad = coll.conn.execute(
-        "SELECT COUNT(*) FROM documents d WHERE n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)"
+        "SELECT COUNT(*) FROM documents d "
+        "WHERE n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)"
     ).fetchone()[0]
     assert bad == 0
     fts = coll.conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
@@ -120,11 +134,15 @@ def test_quantised_precisions_rescore_exactly(tmp_path: Path, tiny_embedder, pre
     consistent(coll)
     query = tiny_embedder.encode_query(["Document 7 talks about"])[0]
     ids, vecs = zip(
-        *[(r[0], np.frombuffer(r[1], np.float32)) for r in coll.conn.execute("SELECT id, vector FROM chunks")]
+        *[
+            (r[0], np.frombuffer(r[1], np.float32))
+            for r in coll.conn.execute("SELECT id, vector FROM chunks")
+        ],
+        strict=False,
     )
     exact = np.array(ids)[np.argsort(-(np.stack(vecs) @ query))][:3]
     hits = coll.search("Document 7 talks about", k=3, mode="dense")
-    assert [h.chunk_id for h in hits][0] == exact[0]
+    assert next(h.chunk_id for h in hits) == exact[0]
     assert hits[0].score == pytest.approx(float(np.stack(vecs)[list(ids).index(exact[0])] @ query), abs=1e-5)
 
 
