@@ -56,9 +56,10 @@ def sib_split(lang: str, split: str, per_label: int = SIB_PER_LABEL) -> Table:
     return stratified(table, per_label) if split == "train" else table
 
 
-def banking_split(split: str, per_label: int = BANKING_PER_LABEL) -> Table:
+def banking_split(split: str, per_label: int | None = None) -> Table:
+    """All rows of a split, or a stratified sample of ``per_label`` rows per label."""
     table = read_table(DATA / "banking77" / f"{split}.jsonl", require_labels=True)
-    return stratified(table, per_label) if split == "train" else table
+    return stratified(table, per_label) if per_label else table
 
 
 class CachedVectors:
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--langs", default=",".join(LANGS))
     parser.add_argument("--cluster-langs", default=None, help="Languages to cluster (default: --langs).")
     parser.add_argument("--skip-banking", action="store_true")
+    parser.add_argument(
+        "--banking-test-per-label", type=int, default=0, help="Score a stratified test sample (0: all 3,080)."
+    )
     parser.add_argument("--mteb", action="store_true", help="Also run MTEB's 10 x 8-shot protocol.")
     parser.add_argument("--json", type=Path, help="Also write all results to this JSON file.")
     args = parser.parse_args()
@@ -151,7 +155,8 @@ def main() -> None:
         print(f"{lang}: {json.dumps(results[lang], ensure_ascii=False)} ({time.perf_counter() - start:.0f}s)",
               file=sys.stderr, flush=True)  # fmt: skip
     if not args.skip_banking:
-        train, test = banking_split("train"), banking_split("test")
+        train = banking_split("train", BANKING_PER_LABEL)
+        test = banking_split("test", args.banking_test_per_label or None)
         results["banking77"] = classification(vectors, settings, train, test)
         if args.mteb:
             results["banking77"] |= mteb_protocol(vectors, banking_split("train", per_label=10**6), test)
