@@ -95,11 +95,12 @@ def map_png(
     """A scatter plot of the 2-D map coloured by cluster; ``names``: legend text per cluster id."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 7))
+    size = float(np.clip(4000 / max(len(points), 1), 6, 40))  # few points: bigger dots
     for cluster in sorted(set(clusters.tolist())):
         rows = clusters == cluster
         label = "noise" if cluster < 0 else (names or {}).get(cluster, f"cluster {cluster}")
         ax.scatter(
-            points[rows, 0], points[rows, 1], s=8, c=colour(cluster), label=label, alpha=0.8, linewidths=0
+            points[rows, 0], points[rows, 1], s=size, c=colour(cluster), label=label, alpha=0.8, linewidths=0
         )
     ax.set_xticks([])
     ax.set_yticks([])
