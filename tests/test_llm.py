@@ -61,7 +61,7 @@ def test_smollm2_is_found(smollm2_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def llama_server(smollm2_path: Path):
+def llama_server(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed")
     port = free_port()
     command = [
@@ -81,13 +81,15 @@ def llama_server(smollm2_path: Path):
         "--n_threads",
         "2",
     ]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - the server's (verbose) log, read on failure
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     import httpx
 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited: {server.stderr.read() if server.stderr else ''}")
+            pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
                 break
@@ -99,6 +101,7 @@ def llama_server(smollm2_path: Path):
     yield f"http://127.0.0.1:{port}/v1"
     server.terminate()
     server.wait(timeout=30)
+    log.close()
 
 
 @pytest.mark.slow
