@@ -1,12 +1,14 @@
 """Load test of `gemvec serve`: throughput and p50/p99 latency at 1, 8, 32 and 64 concurrent clients,
 against offline ``encode_document`` on the same texts in the same run.
 
-    python benchmarks/server_load.py --model $EMBEDDINGGEMMA_DIR [--texts 640] [--clients 1,8,32,64]
+    python benchmarks/server_load.py --model $EMBEDDINGGEMMA_DIR [--texts 256] [--clients 1,8,32,64]
 
 The server runs as a real `gemvec serve` subprocess on 127.0.0.1. Each client sends one text per
 request (the hardest case for batching) in a closed loop, taking the next text from a shared list,
-with the openai client's default wire format (base64). Offline throughput is measured before and
-after the server runs (the machine is shared, so both are shown); the ratio uses their mean.
+with the openai client's default wire format (base64). The machine is shared, so every server
+round is sandwiched between two offline measurements (``encode_document``, batch 32, in this
+process while the server idles; each the better of a main-thread and a worker-thread run) and
+its ratio uses the mean of those two.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,14 +102,36 @@ async def load(url: str, texts: list[str], clients: int) -> dict:
     }
 
 
-def offline(model: str, precision: str | None, texts: list[str]) -> float:
-    from gemvec import Embedder
+class Offline:
+    """The same texts through ``encode_document`` in this process: the peer the server is measured against."""
 
-    embedder = Embedder.load(model, precision)
-    embedder.encode_document(texts[:32])  # warm-up
-    start = time.perf_counter()
-    embedder.encode_document(texts, batch_size=32, show_progress=False)
-    return len(texts) / (time.perf_counter() - start)
+    def __init__(self, model: str, precision: str | None, texts: list[str]) -> None:
+        from gemvec import Embedder
+
+        self.embedder = Embedder.load(model, precision)
+        self.texts = texts
+        self.embedder.encode_document(texts[:32])  # warm-up
+
+    def texts_per_s(self) -> float:
+        """The better of a run on the main thread and one on a fresh thread, as the server's worker runs.
+
+        On this oversubscribed machine torch is much faster called from a non-main thread (its
+        OpenMP team behaves differently there), so the main-thread figure alone would flatter
+        the server.
+        """
+        return max(self._run(), self._run_in_thread())
+
+    def _run(self) -> float:
+        start = time.perf_counter()
+        self.embedder.encode_document(self.texts, batch_size=32, show_progress=False)
+        return len(self.texts) / (time.perf_counter() - start)
+
+    def _run_in_thread(self) -> float:
+        result: list[float] = []
+        thread = threading.Thread(target=lambda: result.append(self._run()))
+        thread.start()
+        thread.join()
+        return result[0]
 
 
 def batch_stats(url: str) -> tuple[float, float]:
@@ -126,7 +151,7 @@ def main() -> None:
         "--model", default=os.environ.get("EMBEDDINGGEMMA_DIR") or os.environ.get("GEMVEC_MODEL")
     )
     parser.add_argument("--precision", default=None)
-    parser.add_argument("--texts", type=int, default=640)
+    parser.add_argument("--texts", type=int, default=256)
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "server_load.json")
     args = parser.parse_args()
@@ -135,44 +160,40 @@ def main() -> None:
     texts = load_texts(args.texts)
     print(f"{len(texts)} texts, mean {np.mean([len(t) for t in texts]):.0f} chars; load {os.getloadavg()}")
 
-    before = offline(args.model, args.precision, texts)
-    print(f"offline encode_document (batch 32): {before:.1f} texts/s")
+    reference = Offline(args.model, args.precision, texts)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(args.model, args.precision, port)
     rows = []
     try:
         asyncio.run(load(url, texts[:64], 8))  # warm-up
+        offline_before = reference.texts_per_s()
         for clients in [int(c) for c in args.clients.split(",")]:
             n0, s0 = batch_stats(url)
             row = asyncio.run(load(url, texts, clients))
             n1, s1 = batch_stats(url)
+            offline_after = reference.texts_per_s()
+            offline = (offline_before + offline_after) / 2
             row["mean_batch"] = round((s1 - s0) / max(n1 - n0, 1), 1)
+            row["offline_texts_per_s"] = round(offline, 1)
+            row["vs_offline"] = round(row["texts_per_s"] / offline, 2)
             rows.append(row)
             print(row, flush=True)
+            offline_before = offline_after
     finally:
         proc.terminate()
         proc.wait(60)
-    after = offline(args.model, args.precision, texts)
-    print(f"offline encode_document again: {after:.1f} texts/s")
-    reference = (before + after) / 2
-    for row in rows:
-        row["vs_offline"] = round(row["texts_per_s"] / reference, 2)
 
-    print("\n| clients | texts/s | vs offline | p50 ms | p99 ms | mean batch | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| clients | server texts/s | offline texts/s | ratio | p50 ms | p99 ms | mean batch | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['clients']} | {r['texts_per_s']} | {r['vs_offline']:.2f} | {r['p50_ms']} | {r['p99_ms']} "
-            f"| {r['mean_batch']} | {r['errors']} |"
+            f"| {r['clients']} | {r['texts_per_s']} | {r['offline_texts_per_s']} | {r['vs_offline']:.2f} "
+            f"| {r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} | {r['errors']} |"
         )
-    print(f"\noffline: {before:.1f} texts/s before, {after:.1f} after (mean {reference:.1f})")
+    print(f"\nload average after: {os.getloadavg()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {"offline_before": before, "offline_after": after, "texts": len(texts), "rows": rows}, indent=2
-        )
-    )
+    args.out.write_text(json.dumps({"model": args.model, "texts": len(texts), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

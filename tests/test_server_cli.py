@@ -115,3 +115,19 @@ def test_serve_binds_loopback_and_finishes_in_flight_requests_on_sigterm(tiny_mo
     )
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/health", timeout=5)
+
+
+@pytest.mark.filterwarnings("ignore:dim=64")
+def test_serve_loads_the_collections_model(tiny_model_dir, tiny_embedder, tmp_path):
+    from gemvec.cli.serve_cmd import _load
+    from gemvec.store import Collection
+
+    folder = tmp_path / "coll"
+    with Collection.create(folder, embedder=tiny_embedder) as coll:
+        coll.add_texts(["The quick brown fox."], ids=["fox"])
+    for model, precision in ((None, None), (None, "float32"), (str(tiny_model_dir), "float32")):
+        embedder, coll = _load(model, precision, str(folder))
+        assert embedder.folder == tiny_model_dir
+        assert coll.embedder is embedder
+        assert [h.source for h in coll.search("fox", k=1)] == ["fox"]
+        coll.close()
