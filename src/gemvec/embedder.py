@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gemvec.errors import InputError
+from gemvec.errors import InputError, PrecisionError
 from gemvec.model.checkpoint import (
     load_dense_weights,
     load_encoder_weights,
     read_head_config,
+    read_quant_manifest,
     resolve_model_dir,
 )
 from gemvec.model.config import Gemma3TextConfig
@@ -75,17 +76,43 @@ class Embedder:
     ) -> Embedder:
         """Load a checkpoint folder or hub id (default ``$GEMVEC_MODEL``, else google/embeddinggemma-300m).
 
-        ``precision``: "float32" or "bfloat16" ("float16" is refused: it overflows).
+        ``precision``: "float32", "bfloat16", "int8" or "int4" (weights quantised at load, or
+        read as saved by :meth:`save`); None picks the default for this CPU
+        (:func:`gemvec.precision.default_precision`). "float16" is refused: it overflows.
         """
-        precision = parse_precision(precision)
         folder = resolve_model_dir(model)
+        manifest = read_quant_manifest(folder)
+        if manifest is not None:  # a saved quantised checkpoint: its precision is fixed
+            saved = parse_precision(manifest["precision"])
+            if precision is not None and parse_precision(precision) is not saved:
+                raise PrecisionError(
+                    f"{folder} holds {saved.value} weights; load it with precision={saved.value!r} "
+                    "(or none), or load the original float checkpoint for another precision."
+                )
+            precision = saved
+        precision = parse_precision(precision)
         config = Gemma3TextConfig.from_file(folder / "config.json")
         head_config = read_head_config(folder)
-        encoder = Gemma3Encoder(config, load_encoder_weights(folder, config), dtype=precision.compute_dtype)
+        weights = load_encoder_weights(folder, config)
+        bits = None if manifest is not None else precision.weight_bits
+        encoder = Gemma3Encoder(config, weights, dtype=precision.compute_dtype, quantize_bits=bits)
         head = EmbeddingHead(load_dense_weights(folder, head_config))
-        tokenizer = TextTokenizer.from_file(folder / "tokenizer.json", min(max_tokens, MAX_TOKENS))
+        max_tokens = min(max_tokens, MAX_TOKENS, config.max_position_embeddings)
+        tokenizer = TextTokenizer.from_file(folder / "tokenizer.json", max_tokens)
         name = str(model) if model is not None else str(folder)
         return cls(encoder, head, tokenizer, model_name=name, precision=precision, folder=folder)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write this model (quantised weights as they are) to a new checkpoint folder."""
+        if self.folder is None:
+            raise InputError(
+                "This Embedder was not loaded from a folder; nothing to copy the tokenizer from."
+            )
+        from gemvec.model.save import save_checkpoint
+
+        return save_checkpoint(
+            self.encoder, self.folder, Path(folder), self.precision.value, self.precision.weight_bits
+        )
 
     # -- encoding -------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 import torch
@@ -10,15 +11,24 @@ from gemvec.errors import PrecisionError
 
 
 class Precision(str, Enum):
+    """float32 / bfloat16 compute, or int8 / int4 weights (computed in float32)."""
+
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
+    INT8 = "int8"
+    INT4 = "int4"
 
     @property
     def compute_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self is Precision.BFLOAT16 else torch.float32
 
+    @property
+    def weight_bits(self) -> int | None:
+        """Bits per quantised weight, or None for float weights."""
+        return {Precision.INT8: 8, Precision.INT4: 4}.get(self)
 
-_ALIASES = {"fp32": "float32", "f32": "float32", "bf16": "bfloat16"}
+
+_ALIASES = {"fp32": "float32", "f32": "float32", "bf16": "bfloat16", "q8": "int8", "q4": "int4"}
 _FLOAT16 = {"float16", "fp16", "f16", "half"}
 
 
@@ -43,6 +53,35 @@ def parse_precision(value: Precision | str | None) -> Precision:
         raise PrecisionError(f"Unknown precision {value!r}. Choose one of: {choices}.") from None
 
 
-def default_precision() -> Precision:
-    """float32: exact parity with the reference implementation on every CPU."""
+PRECISION_ENV = "GEMVEC_PRECISION"
+_NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def default_precision(flags: set[str] | None = None) -> Precision:
+    """``$GEMVEC_PRECISION`` if set; else bfloat16 on CPUs with native bf16 math, else float32.
+
+    Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls about twice as fast as float32 at a
+    cosine to float32 above 0.99. Without it PyTorch emulates bfloat16 and is several times
+    *slower* than float32 (measured: benchmarks/speed.py), so float32 is the default there.
+    int8/int4 save memory, not time (weights are dequantised to float32), so they are never
+    picked automatically.
+    """
+    chosen = os.environ.get(PRECISION_ENV)
+    if chosen:
+        return parse_precision(chosen)
+    flags = cpu_flags() if flags is None else flags
+    if any(flag in flags for flag in _NATIVE_BF16_FLAGS):
+        return Precision.BFLOAT16
     return Precision.FLOAT32

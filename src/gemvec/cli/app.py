@@ -28,7 +28,9 @@ ModelOption = Annotated[
 ]
 PrecisionOption = Annotated[
     str | None,
-    typer.Option("--precision", "-p", help="float32 or bfloat16 (default: chosen for this CPU)."),
+    typer.Option(
+        "--precision", "-p", help="float32, bfloat16, int8 or int4 (default: $GEMVEC_PRECISION, else by CPU)."
+    ),
 ]
 DimOption = Annotated[
     int | None, typer.Option("--dim", "-d", help="Matryoshka dimension: 768, 512, 256 or 128.")
@@ -88,5 +90,6 @@ from gemvec.cli import (  # noqa: E402, F401
     collection_cmds,
     embed,
     eval_cmd,
+    quantize_cmd,
     serve_cmd,
 )

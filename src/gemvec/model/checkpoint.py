@@ -15,6 +15,7 @@ import torch
 
 from gemvec.errors import CheckpointError, ModelNotFoundError
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.quantize import QuantizedWeight
 from gemvec.model.safetensors_mmap import SafetensorsFile
 
 DEFAULT_MODEL = "google/embeddinggemma-300m"
@@ -168,10 +169,31 @@ def _strip_prefix(name: str) -> str:
     return name
 
 
-def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, torch.Tensor]:
-    """Memory-mapped encoder weights keyed by checkpoint name, shape-checked against the config."""
+QUANT_MANIFEST = "gemvec_quant.json"
+
+
+def read_quant_manifest(folder: Path) -> dict | None:
+    """The quantisation a saved gemvec checkpoint was written with, or None for float weights."""
+    path = folder / QUANT_MANIFEST
+    return _read_json(path) if path.is_file() else None
+
+
+def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, torch.Tensor | QuantizedWeight]:
+    """Memory-mapped encoder weights keyed by checkpoint name, shape-checked against the config.
+
+    A quantised gemvec checkpoint stores ``NAME.codes`` + ``NAME.scales`` instead of
+    ``NAME.weight``; those come back as :class:`QuantizedWeight`.
+    """
     file = SafetensorsFile(folder / "model.safetensors")
-    by_name = {_strip_prefix(k): k for k in file.names()}
+    manifest = read_quant_manifest(folder)
+    bits = int(manifest["bits"]) if manifest else None
+    by_name = {}
+    for stored in file.names():
+        name = _strip_prefix(stored)
+        if bits and name.endswith(".codes"):
+            by_name[name.removesuffix(".codes") + ".weight"] = stored
+        elif not (bits and name.endswith(".scales")):
+            by_name[name] = stored
     expected = expected_encoder_shapes(config)
     missing = sorted(set(expected) - set(by_name))
     unexpected = sorted(set(by_name) - set(expected) - {"lm_head.weight"})
@@ -182,9 +204,16 @@ def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, to
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}). "
             "Is this an EmbeddingGemma (Gemma 3 text) checkpoint?"
         )
-    weights = {}
+    weights: dict[str, torch.Tensor | QuantizedWeight] = {}
     for name, shape in expected.items():
-        tensor = file.tensor(by_name[name])
+        stored = by_name[name]
+        if stored.endswith(".codes"):
+            scales = stored.removesuffix(".codes") + ".scales"
+            if scales not in file.names():
+                raise CheckpointError(f"{folder}/model.safetensors has {stored} but no {scales}.")
+            tensor = QuantizedWeight(file.tensor(stored), file.tensor(scales), bits)
+        else:
+            tensor = file.tensor(stored)
         if tuple(tensor.shape) != shape:
             raise CheckpointError(
                 f"{folder}/model.safetensors: {name} has shape {tuple(tensor.shape)}, config implies {shape}."

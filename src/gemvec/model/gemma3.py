@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.quantize import QuantizedEmbedding, QuantizedLinear, QuantizedWeight, quantize
 
 
 class RMSNorm(nn.Module):
@@ -25,13 +26,13 @@ class RMSNorm(nn.Module):
 
     def __init__(self, weight: torch.Tensor, eps: float) -> None:
         super().__init__()
-        self.register_buffer("scale", 1.0 + weight.float(), persistent=False)
+        self.register_buffer("weight", weight.float().clone(), persistent=False)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * self.scale).to(x.dtype)
+        return (x32 * (1.0 + self.weight)).to(x.dtype)
 
 
 class Linear(nn.Module):
@@ -71,8 +72,8 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
         # q, k and v in one matmul: rows [q | k | v] of a single weight.
-        self.qkv_proj = make_linear(torch.cat([w["q_proj"], w["k_proj"], w["v_proj"]], dim=0))
-        self.o_proj = make_linear(w["o_proj"])
+        self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]])
+        self.o_proj = make_linear([w["o_proj"]])
         self.q_norm = RMSNorm(w["q_norm"], config.rms_norm_eps)
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
@@ -97,8 +98,8 @@ class MLP(nn.Module):
     def __init__(self, w: dict[str, torch.Tensor], make_linear) -> None:
         super().__init__()
         self.width = w["gate_proj"].shape[0]
-        self.gate_up_proj = make_linear(torch.cat([w["gate_proj"], w["up_proj"]], dim=0))
-        self.down_proj = make_linear(w["down_proj"])
+        self.gate_up_proj = make_linear([w["gate_proj"], w["up_proj"]])
+        self.down_proj = make_linear([w["down_proj"]])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).split(self.width, dim=-1)  # (B, L, F) each
@@ -135,13 +136,24 @@ class Gemma3Encoder(nn.Module):
         config: Gemma3TextConfig,
         weights: dict[str, torch.Tensor],
         dtype: torch.dtype = torch.float32,
-        make_linear=None,
+        quantize_bits: int | None = None,
     ) -> None:
         super().__init__()
         self.config, self.dtype = config, dtype
-        make_linear = make_linear or (lambda weight: Linear(weight.to(dtype).contiguous()))
-        # The table stays as loaded (memory-mapped): rows are gathered per batch, never copied whole.
-        self.embed_tokens = weights["embed_tokens.weight"]
+
+        def make_linear(parts: list) -> nn.Module:
+            """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is."""
+            if isinstance(parts[0], QuantizedWeight):
+                return QuantizedLinear(QuantizedWeight.cat(parts))
+            weight = torch.cat([p.to(dtype) for p in parts])  # always a copy: the file mapping can go
+            return QuantizedLinear(quantize(weight, quantize_bits)) if quantize_bits else Linear(weight)
+
+        # The table stays as loaded (memory-mapped, maybe quantised): rows are gathered per batch.
+        table = weights["embed_tokens.weight"]
+        if isinstance(table, QuantizedWeight) or quantize_bits:
+            self.embed_tokens = QuantizedEmbedding(table, quantize_bits)
+        else:
+            self.embed_tokens = table
         # The reference multiplies in the weight dtype: sqrt(768) becomes 27.75 in bfloat16.
         self.embed_scale = torch.tensor(math.sqrt(config.hidden_size)).to(dtype)
         self.layers = nn.ModuleList(

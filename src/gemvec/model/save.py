@@ -1,0 +1,104 @@
+"""Write a loaded model back to disk as a checkpoint folder, quantised weights included.
+
+A quantised folder keeps the sentence-transformers layout (tokenizer, configs, Dense
+layers copied as they are) and stores each quantised tensor as ``NAME.codes`` +
+``NAME.scales``, recorded in ``gemvec_quant.json``; loading it needs no re-quantisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from gemvec.errors import InputError
+from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
+from gemvec.model.gemma3 import Gemma3Encoder
+from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
+
+_COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+
+def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch.Tensor]:
+    """The encoder's weights under checkpoint names, fused layers split back into their parts."""
+    config = encoder.config
+    q_rows = config.num_attention_heads * config.head_dim
+    kv_rows = config.num_key_value_heads * config.head_dim
+    out: dict[str, torch.Tensor] = {}
+
+    def put(name: str, layer: torch.nn.Module, row_blocks: dict[str, int]) -> None:
+        start = 0
+        for part, rows in row_blocks.items():
+            block = slice(start, start + rows)
+            start += rows
+            if isinstance(layer, QuantizedLinear):
+                weight = layer.quantized
+                out[f"{name}{part}.codes"] = weight.codes[block].contiguous()
+                out[f"{name}{part}.scales"] = weight.scales[block].contiguous()
+            else:
+                out[f"{name}{part}.weight"] = layer.weight[block].float().contiguous()
+
+    for i, layer in enumerate(encoder.layers):
+        p = f"layers.{i}."
+        attn, mlp = layer.self_attn, layer.mlp
+        put(p + "self_attn.", attn.qkv_proj, {"q_proj": q_rows, "k_proj": kv_rows, "v_proj": kv_rows})
+        put(p + "self_attn.", attn.o_proj, {"o_proj": config.hidden_size})
+        put(p + "mlp.", mlp.gate_up_proj, {"gate_proj": mlp.width, "up_proj": mlp.width})
+        put(p + "mlp.", mlp.down_proj, {"down_proj": config.hidden_size})
+        for norm in (
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ):
+            out[f"{p}{norm}.weight"] = getattr(layer, norm).weight
+        out[p + "self_attn.q_norm.weight"] = attn.q_norm.weight
+        out[p + "self_attn.k_norm.weight"] = attn.k_norm.weight
+    out["norm.weight"] = encoder.norm.weight
+
+    table = encoder.embed_tokens
+    if isinstance(table, QuantizedEmbedding):
+        quantized = table.quantized()
+        out["embed_tokens.codes"], out["embed_tokens.scales"] = quantized.codes, quantized.scales
+    else:
+        out["embed_tokens.weight"] = table.float()
+    return {name: tensor.contiguous() for name, tensor in out.items()}
+
+
+def save_checkpoint(
+    encoder: Gemma3Encoder, source: Path, destination: Path, precision: str, bits: int | None
+) -> Path:
+    """Write `encoder` (+ files copied from `source`) to `destination`, atomically."""
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise InputError(f"{destination} exists and is not empty; choose a new folder.")
+    tmp = Path(tempfile.mkdtemp(prefix=".gemvec-save-", dir=destination.parent))
+    try:
+        for name in _COPIED:
+            if (source / name).is_file():
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source / name, tmp / name)
+        (tmp / "modules.json").write_text((source / "modules.json").read_text())
+        save_file(encoder_tensors(encoder, bits), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if bits:
+            manifest = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": 1}
+            if bits == 4:
+                manifest["group_size"] = INT4_GROUP
+            (tmp / QUANT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if destination.exists():
+            destination.rmdir()
+        os.replace(tmp, destination)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return destination
