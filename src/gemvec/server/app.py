@@ -6,7 +6,6 @@ uvicorn (``gemvec serve`` does, see :mod:`gemvec.server.run`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,9 +19,10 @@ from starlette.responses import HTMLResponse, Response
 from gemvec import __version__
 from gemvec.server.batching import ModelWorker
 from gemvec.server.embeddings import EmbeddingService, raw_embed_fn
-from gemvec.server.errors import APIError, install_error_handlers
+from gemvec.server.errors import install_error_handlers
 from gemvec.server.metrics import ServerMetrics
 from gemvec.server.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from gemvec.server.responses import json_response
 from gemvec.server.retrieval import RetrievalService
 from gemvec.server.schemas import AskRequest, EmbeddingRequest, SearchRequest
 from gemvec.server.settings import ServerSettings
@@ -31,11 +31,6 @@ if TYPE_CHECKING:
     from gemvec.embedder import Embedder
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    """Plain ``json.dumps``: much faster than FastAPI's encoder on thousands of floats."""
-    return Response(json.dumps(body, separators=(",", ":")), status, media_type="application/json")
 
 
 def create_app(
@@ -138,4 +133,4 @@ def _page_html() -> str:
     return resources.files("gemvec.server").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
-__all__ = ["APIError", "create_app"]
+__all__ = ["create_app"]

@@ -7,7 +7,6 @@ time (a local model is not safe to share), and never holds up embeddings.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,14 +16,10 @@ from starlette.responses import Response, StreamingResponse
 from gemvec.errors import GemvecError
 from gemvec.server.batching import ModelWorker
 from gemvec.server.errors import APIError
+from gemvec.server.responses import json_response, sse
 from gemvec.server.schemas import AskRequest, SearchRequest
 
 _DONE = object()
-
-
-def sse(event: str, data: Any) -> str:
-    """One server-sent event; ``data`` as one line of JSON."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 class RetrievalService:
@@ -103,9 +98,7 @@ class RetrievalService:
                 await anyio.to_thread.run_sync(lambda: list(stream))
             except Exception as exc:
                 raise APIError(502, f"The LLM failed: {type(exc).__name__}: {exc}", code="llm_error") from exc
-        return Response(
-            json.dumps(self._answer(stream, coll.name), separators=(",", ":")), media_type="application/json"
-        )
+        return json_response(self._answer(stream, coll.name))
 
     @staticmethod
     def _answer(stream: Any, collection: str) -> dict:
