@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class Collection:
         self._last_save = time.monotonic()
         self._lock_fd: int | None = None
         self._stale = False  # the index holds removed ids it cannot drop in place
+        self._lock = threading.RLock()  # one connection shared by threads (e.g. the HTTP server)
 
     @property
     def name(self) -> str:
@@ -94,9 +96,9 @@ class Collection:
         from gemvec.embedder import check_dim
 
         dim = check_dim(dim, embedder.dim)
-        folder.mkdir(parents=True, exist_ok=True)
         if vector_precision.value == "binary" and dim % 8:
             raise InputError(f"Binary vectors need a dim divisible by 8, got {dim}.")
+        folder.mkdir(parents=True, exist_ok=True)
         conn = db.connect(folder / DB_FILE)
         with db.Transaction(conn):
             db.set_settings(
@@ -269,18 +271,19 @@ class Collection:
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """One writer at a time (a lock file the OS releases even on kill -9); save the index at the end."""
-        if not self._try_lock():
-            raise CollectionError(
-                f"Collection {self.name} is being written by another process; try again later."
-            )
-        try:
-            _ = self.index
-            yield
-        finally:
+        with self._lock:
+            if not self._try_lock():
+                raise CollectionError(
+                    f"Collection {self.name} is being written by another process; try again later."
+                )
             try:
-                self._save_index()
+                _ = self.index
+                yield
             finally:
-                self._unlock()
+                try:
+                    self._save_index()
+                finally:
+                    self._unlock()
 
     def add(
         self,
@@ -454,7 +457,8 @@ class Collection:
         """Top ``k`` chunks for ``query``: mode ``dense``, ``keyword`` (BM25) or ``hybrid`` (RRF of both)."""
         from gemvec.tasks.search import search
 
-        return search(self, query, k=k, mode=mode, filters=filters)
+        with self._lock:
+            return search(self, query, k=k, mode=mode, filters=filters)
 
     def ask(
         self,
