@@ -62,10 +62,10 @@ class CachedEmbedder:
 
 
 def load(max_docs: int | None, seed: int = 0):
-    corpus = [json.loads(line) for line in open(DATA / "corpus.jsonl")]
-    queries = {q["id"]: q["text"] for q in map(json.loads, open(DATA / "queries.jsonl"))}
+    corpus = [json.loads(line) for line in (DATA / "corpus.jsonl").read_text().splitlines()]
+    queries = {q["id"]: q["text"] for q in map(json.loads, (DATA / "queries.jsonl").read_text().splitlines())}
     qrels: dict[str, dict[str, int]] = {}
-    for line in list(open(DATA / "qrels.tsv"))[1:]:
+    for line in (DATA / "qrels.tsv").read_text().splitlines()[1:]:
         qid, did, score = line.rstrip("\n").split("\t")
         qrels.setdefault(qid, {})[did] = int(score)
     if max_docs and max_docs < len(corpus):
