@@ -86,7 +86,7 @@ def test_serve_binds_loopback_and_finishes_in_flight_requests_on_sigterm(tiny_mo
         assert httpx.get(server.url + "/health").json()["auth"] is True
         assert httpx.post(server.url + "/v1/embeddings", json={"input": "a"}).status_code == 401
 
-        texts = [" ".join(["The quick brown fox jumps over the lazy dog."] * 60)] * 16  # a slow request
+        texts = [" ".join(["The quick brown fox jumps over the lazy dog."] * 60)] * 8  # a slow request
         result: dict = {}
 
         def slow_request() -> None:
