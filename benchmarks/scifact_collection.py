@@ -49,7 +49,7 @@ class CachedEmbedder:
         full = self._cache.embed(
             prompted,
             lambda texts: self._embedder.encode(texts, batch_size=16, show_progress=False),
-            chunk_size=64,
+            chunk_size=16,
         )
         return matryoshka(full, dim or self._embedder.dim)
 
@@ -61,13 +61,15 @@ class CachedEmbedder:
         return self._embed([Task.QUERY.prompt + x for x in texts], dim)
 
 
-def load(max_docs: int | None, seed: int = 0):
+def load(max_docs: int | None, max_queries: int | None = None, seed: int = 0):
     corpus = [json.loads(line) for line in (DATA / "corpus.jsonl").read_text().splitlines()]
     queries = {q["id"]: q["text"] for q in map(json.loads, (DATA / "queries.jsonl").read_text().splitlines())}
     qrels: dict[str, dict[str, int]] = {}
     for line in (DATA / "qrels.tsv").read_text().splitlines()[1:]:
         qid, did, score = line.rstrip("\n").split("\t")
         qrels.setdefault(qid, {})[did] = int(score)
+    if max_queries:
+        qrels = dict(list(qrels.items())[:max_queries])
     if max_docs and max_docs < len(corpus):
         relevant = {d for rel in qrels.values() for d in rel}
         others = [d for d in corpus if d["id"] not in relevant]
@@ -136,13 +138,14 @@ def main() -> None:
     parser.add_argument("--modes", default="dense,hybrid,keyword")
     parser.add_argument("--depth", type=int, default=100, help="chunks retrieved per query")
     parser.add_argument("--max-docs", type=int, default=None, help="subset: all judged docs + random others")
+    parser.add_argument("--max-queries", type=int, default=None, help="subset: the first N judged queries")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
     real = Embedder.load(args.model, "float32")
     cache = EmbeddingCache.for_model(default_cache_dir(), real.folder, "float32")
     emb = CachedEmbedder(real, cache)
-    corpus, queries, qrels = load(args.max_docs)
+    corpus, queries, qrels = load(args.max_docs, args.max_queries)
     work = Path(tempfile.mkdtemp(prefix="scifact-"))
     corpus_file = work / "corpus.jsonl"
     corpus_file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in corpus))
