@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gemvec.errors import InputError
-from gemvec.ingest.loaders import SourceDocument, TableOptions, load_file
+from gemvec.ingest.loaders import SourceDocument, TableOptions
 from gemvec.ingest.walk import find_files
-from gemvec.store import db, persist, writer
+from gemvec.store import db, files, persist, writer
 from gemvec.store.identity import CollectionError, check_same, model_fingerprint
 from gemvec.store.paths import DB_FILE, resolve_collection
 from gemvec.store.vectors import IndexSpec, VectorIndex, parse_vector_precision
@@ -301,32 +301,16 @@ class Collection:
         ``remove_missing``: also delete documents under these paths whose files are gone (sync).
         """
         roots = [str(Path(p).expanduser().resolve()) for p in paths]
-        files = find_files(roots, include, exclude)
+        found = find_files(roots, include, exclude)
         report = writer.IngestReport()
         with self._writing():
-            known = dict(self.conn.execute("SELECT path, hash FROM files").fetchall())
-            docs: list[SourceDocument] = []
-            markers: list[tuple[str, str, list[str]]] = []
-            for path in files:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                if known.get(str(path)) == digest:
-                    report.unchanged += self.conn.execute(
-                        "SELECT COUNT(*) FROM documents WHERE path = ?", (str(path),)
-                    ).fetchone()[0]
-                    continue
-                try:
-                    loaded = load_file(path, table)
-                except Exception as exc:  # a bad file must not stop the others
-                    report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
-                    continue
-                docs += loaded
-                markers.append((str(path), digest, [d.source for d in loaded]))
+            docs, markers = files.read_changed(self, found, table, report)
             pending = writer.plan(self, docs, report)
             writer.write(self, pending, report, progress, batch_size=batch_size)
-            self._finish_files(markers, report)
+            files.finish_files(self, markers, report)
             if remove_missing:
-                self._remove_missing(roots, {str(p) for p in files}, report)
-            self._remember_roots(roots, include, exclude, table)
+                files.remove_missing(self, roots, {str(p) for p in found}, report)
+            files.remember_roots(self, roots, include, exclude, table)
         return report
 
     def sync(
@@ -344,7 +328,7 @@ class Collection:
             if not Path(root["path"]).exists():
                 part = writer.IngestReport()
                 with self._writing():
-                    self._remove_missing([root["path"]], set(), part)
+                    files.remove_missing(self, [root["path"]], set(), part)
             else:
                 part = self.add(
                     [root["path"]],
@@ -392,7 +376,7 @@ class Collection:
                 for value in {key, absolute}:
                     rows = self.conn.execute(
                         "SELECT id FROM documents WHERE source = ? OR path = ? OR path LIKE ? ESCAPE '\\'",
-                        (value, value, _like_prefix(value)),
+                        (value, value, files.like_prefix(value)),
                     )
                     ids.update(r[0] for r in rows)
             self._delete_ids(sorted(ids))
@@ -407,47 +391,6 @@ class Collection:
             live = {r[0] for r in conn.execute("SELECT DISTINCT path FROM documents WHERE path IS NOT NULL")}
             conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths - live])
         self._index_changed([], np.empty((0, self.dim), np.float32), removed)
-
-    def _finish_files(self, markers: list[tuple[str, str, list[str]]], report: writer.IngestReport) -> None:
-        """Record files as done and drop rows that vanished from changed JSONL/CSV files."""
-        stale: list[int] = []
-        for path, _, sources in markers:
-            rows = self.conn.execute("SELECT id, source FROM documents WHERE path = ?", (path,)).fetchall()
-            stale += [doc_id for doc_id, source in rows if source not in set(sources)]
-        report.removed += len(stale)
-        self._delete_ids(stale)
-        with db.Transaction(self.conn) as conn:
-            conn.executemany(
-                "INSERT INTO files(path, hash) VALUES (?, ?) "
-                "ON CONFLICT(path) DO UPDATE SET hash = excluded.hash",
-                [(path, digest) for path, digest, _ in markers],
-            )
-
-    def _remove_missing(self, roots: list[str], present: set[str], report: writer.IngestReport) -> None:
-        gone: list[int] = []
-        for root in roots:
-            rows = self.conn.execute(
-                "SELECT id, path FROM documents WHERE path = ? OR path LIKE ? ESCAPE '\\'",
-                (root, _like_prefix(root)),
-            )
-            gone += [doc_id for doc_id, path in rows if path not in present]
-        report.removed += len(gone)
-        self._delete_ids(gone)
-
-    def _remember_roots(
-        self, roots: list[str], include: Sequence[str], exclude: Sequence[str], table: TableOptions | None
-    ) -> None:
-        known = {r["path"]: r for r in json.loads(self.settings.get("roots", "[]"))}
-        for root in roots:
-            known[root] = {
-                "path": root,
-                "include": list(include),
-                "exclude": list(exclude),
-                "table": dict(table.__dict__) if table else None,
-            }
-        with db.Transaction(self.conn) as conn:
-            db.set_settings(conn, {"roots": json.dumps(list(known.values()))})
-        self.settings = db.get_settings(self.conn)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -515,11 +458,6 @@ def delete_collection(name_or_path: str | os.PathLike[str]) -> Path:
         raise CollectionError(f"No collection at {folder}.")
     shutil.rmtree(folder)
     return folder
-
-
-def _like_prefix(path: str) -> str:
-    escaped = path.rstrip("/").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "/%"
 
 
 def _load_embedder(model: str | None, precision: str | None) -> Embedder:
