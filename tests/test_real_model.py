@@ -90,3 +90,13 @@ def test_translations_are_nearest_neighbours(real_embedder: Embedder) -> None:
     same_meaning = real_embedder.similarity(vectors, vectors)
     unrelated = real_embedder.similarity(vectors, other)
     assert same_meaning.min() > unrelated.max()
+
+
+@pytest.mark.parametrize(("precision", "min_cosine"), [("int8", 0.98), ("int4", 0.9)])
+def test_quantised_weights_stay_close_to_float32(
+    real_model_dir, real_embedder: Embedder, precision: str, min_cosine: float
+) -> None:
+    quantised = Embedder.load(real_model_dir, precision=precision)
+    texts = [*MULTILINGUAL, LONG_TEXT]
+    cosine = (quantised.encode_document(texts) * real_embedder.encode_document(texts)).sum(axis=1)
+    assert cosine.min() >= min_cosine, cosine
