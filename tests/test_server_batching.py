@@ -118,3 +118,28 @@ def test_stop_drains_the_queue_then_refuses_new_work():
 
     with pytest.raises(WorkerStoppedError):
         asyncio.run(late())
+
+
+def test_finish_runs_per_job_on_the_worker_thread():
+    embed = RecordingEmbed()
+    embed.release.set()
+    worker = ModelWorker(embed)
+    worker.start()
+    threads: list[str] = []
+
+    def double(rows: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return rows * 2
+
+    async def jobs() -> list:
+        return await asyncio.gather(
+            worker.embed(["abc"], 1, double),
+            worker.embed(["x"], 1, lambda rows: 1 / 0),
+            return_exceptions=True,
+        )
+
+    doubled, failed = asyncio.run(jobs())
+    worker.stop()
+    np.testing.assert_array_equal(doubled, [[6.0, 2.0]])
+    assert isinstance(failed, ZeroDivisionError)
+    assert threads == ["gemvec-model"]

@@ -56,6 +56,7 @@ class _Work:
 class _EmbedJob(_Work):
     texts: list[str] = field(default_factory=list)
     tokens: int = 0
+    finish: Callable[[np.ndarray], np.ndarray] | None = None  # applied to this job's rows, on the worker
 
 
 @dataclass
@@ -92,10 +93,16 @@ class ModelWorker:
     def start(self) -> None:
         self._thread.start()
 
-    async def embed(self, texts: list[str], tokens: int) -> np.ndarray:
-        """Rows of ``embed(texts)``, computed in a batch shared with other requests."""
+    async def embed(
+        self, texts: list[str], tokens: int, finish: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Rows of ``embed(texts)``, computed in a batch shared with other requests, then ``finish``-ed.
+
+        ``finish`` (e.g. Matryoshka truncation) runs on the worker too, so every tensor operation
+        stays on the model's thread and the event loop only moves bytes.
+        """
         loop = asyncio.get_running_loop()
-        job = _EmbedJob(loop, loop.create_future(), texts=texts, tokens=tokens)
+        job = _EmbedJob(loop, loop.create_future(), texts=texts, tokens=tokens, finish=finish)
         self._submit(job)
         return await job.future
 
@@ -190,8 +197,12 @@ class ModelWorker:
         self._record(jobs, len(texts))
         start = 0
         for job in jobs:
-            job.settle(vectors[start : start + len(job.texts)])
+            rows = vectors[start : start + len(job.texts)]
             start += len(job.texts)
+            try:
+                job.settle(job.finish(rows) if job.finish else rows)
+            except Exception as exc:
+                job.settle(error=exc)
 
     def _record(self, jobs: list[_EmbedJob], inputs: int) -> None:
         tokens = sum(j.tokens for j in jobs)

@@ -53,8 +53,11 @@ class EmbeddingService:
 
     async def create(self, request: EmbeddingRequest) -> dict:
         prepared = await anyio.to_thread.run_sync(self._prepare, request)
-        raw = await self.worker.embed(prepared.texts, sum(prepared.tokens))
-        vectors = truncate_and_normalize(torch.from_numpy(raw), prepared.dim, True).numpy()
+        vectors = await self.worker.embed(
+            prepared.texts,
+            sum(prepared.tokens),
+            lambda rows: truncate_and_normalize(torch.from_numpy(rows), prepared.dim, True).numpy(),
+        )
         if request.encoding_format == "base64":
             items = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
         else:
