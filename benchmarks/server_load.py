@@ -1,14 +1,14 @@
 """Load test of `gemvec serve`: throughput and p50/p99 latency at 1, 8, 32 and 64 concurrent clients,
 against offline ``encode_document`` on the same texts in the same run.
 
-    python benchmarks/server_load.py --model $EMBEDDINGGEMMA_DIR [--texts 256] [--clients 1,8,32,64]
+    python benchmarks/server_load.py --model $EMBEDDINGGEMMA_DIR [--texts 128] [--rounds 2] [--clients 1,8,32]
 
 The server runs as a real `gemvec serve` subprocess on 127.0.0.1. Each client sends one text per
 request (the hardest case for batching) in a closed loop, taking the next text from a shared list,
-with the openai client's default wire format (base64). The machine is shared, so every server
-round is sandwiched between two offline measurements (``encode_document``, batch 32, in this
-process while the server idles; each the better of a main-thread and a worker-thread run) and
-its ratio uses the mean of those two.
+with the openai client's default wire format (base64). The machine is shared, so for each client
+count, offline rounds (``encode_document``, batch 32, in this process while the server idles) and
+server rounds alternate on the same texts, and each side's throughput is its texts over its time.
+Offline is timed on the main thread and on a worker thread; the ratio uses the faster.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -69,8 +69,11 @@ def start_server(model: str, precision: str | None, port: int) -> subprocess.Pop
     raise SystemExit("the server did not come up in 300 s")
 
 
-async def load(url: str, texts: list[str], clients: int) -> dict:
-    """Closed loop: `clients` tasks, each sending the next text as soon as its last answer arrived."""
+async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float], int]:
+    """Closed loop: `clients` tasks, each sending the next text as soon as its last answer arrived.
+
+    Returns the wall time, the latency of every request and the number of failed requests.
+    """
     latencies: list[float] = []
     errors = 0
     queue = iter(range(len(texts)))
@@ -89,49 +92,63 @@ async def load(url: str, texts: list[str], clients: int) -> dict:
 
         start = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - start
-    ms = np.array(latencies) * 1000
-    return {
-        "clients": clients,
-        "requests": len(texts),
-        "errors": errors,
-        "seconds": round(wall, 2),
-        "texts_per_s": round(len(texts) / wall, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-        "p99_ms": round(float(np.percentile(ms, 99)), 1),
-    }
+        return time.perf_counter() - start, latencies, errors
 
 
 class Offline:
-    """The same texts through ``encode_document`` in this process: the peer the server is measured against."""
+    """The same texts through ``encode_document`` (batch 32) in this process: the server's peer.
 
-    def __init__(self, model: str, precision: str | None, texts: list[str]) -> None:
+    Timed both on the main thread and on a long-lived worker thread (as the server runs it): on
+    an oversubscribed machine torch's speed differs a lot between the two, and the server is
+    compared against the faster.
+    """
+
+    def __init__(self, model: str, precision: str | None) -> None:
         from gemvec import Embedder
 
         self.embedder = Embedder.load(model, precision)
-        self.texts = texts
-        self.embedder.encode_document(texts[:32])  # warm-up
+        self.pool = ThreadPoolExecutor(1)
+        self.seconds(["warm-up"] * 8)
 
-    def texts_per_s(self) -> float:
-        """The better of a run on the main thread and one on a fresh thread, as the server's worker runs.
-
-        On this oversubscribed machine torch is much faster called from a non-main thread (its
-        OpenMP team behaves differently there), so the main-thread figure alone would flatter
-        the server.
-        """
-        return max(self._run(), self._run_in_thread())
-
-    def _run(self) -> float:
+    def _time(self, texts: list[str]) -> float:
         start = time.perf_counter()
-        self.embedder.encode_document(self.texts, batch_size=32, show_progress=False)
-        return len(self.texts) / (time.perf_counter() - start)
+        self.embedder.encode_document(texts, batch_size=32, show_progress=False)
+        return time.perf_counter() - start
 
-    def _run_in_thread(self) -> float:
-        result: list[float] = []
-        thread = threading.Thread(target=lambda: result.append(self._run()))
-        thread.start()
-        thread.join()
-        return result[0]
+    def seconds(self, texts: list[str]) -> tuple[float, float]:
+        """(main thread, worker thread) seconds for ``texts``."""
+        return self._time(texts), self.pool.submit(self._time, texts).result()
+
+
+def measure(url: str, offline: Offline, texts: list[str], clients: int, rounds: int) -> dict:
+    """Alternate offline and server rounds on the same texts, so both see the same (shared) machine."""
+    n0, s0 = batch_stats(url)
+    server_s = main_s = thread_s = 0.0
+    latencies: list[float] = []
+    errors = 0
+    for _ in range(rounds):
+        main, thread = offline.seconds(texts)
+        main_s, thread_s = main_s + main, thread_s + thread
+        wall, lat, err = asyncio.run(load(url, texts, clients))
+        server_s += wall
+        latencies += lat
+        errors += err
+    n1, s1 = batch_stats(url)
+    ms = np.array(latencies) * 1000
+    total = rounds * len(texts)
+    server, peer = total / server_s, total / min(main_s, thread_s)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "texts_per_s": round(server, 2),
+        "offline_main_thread": round(total / main_s, 2),
+        "offline_worker_thread": round(total / thread_s, 2),
+        "vs_offline": round(server / peer, 2),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "mean_batch": round((s1 - s0) / max(n1 - n0, 1), 1),
+    }
 
 
 def batch_stats(url: str) -> tuple[float, float]:
@@ -151,7 +168,8 @@ def main() -> None:
         "--model", default=os.environ.get("EMBEDDINGGEMMA_DIR") or os.environ.get("GEMVEC_MODEL")
     )
     parser.add_argument("--precision", default=None)
-    parser.add_argument("--texts", type=int, default=256)
+    parser.add_argument("--texts", type=int, default=128, help="texts per round")
+    parser.add_argument("--rounds", type=int, default=2, help="offline/server round pairs per level")
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "server_load.json")
     args = parser.parse_args()
@@ -160,40 +178,30 @@ def main() -> None:
     texts = load_texts(args.texts)
     print(f"{len(texts)} texts, mean {np.mean([len(t) for t in texts]):.0f} chars; load {os.getloadavg()}")
 
-    reference = Offline(args.model, args.precision, texts)
+    offline = Offline(args.model, args.precision)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(args.model, args.precision, port)
     rows = []
     try:
         asyncio.run(load(url, texts[:64], 8))  # warm-up
-        offline_before = reference.texts_per_s()
         for clients in [int(c) for c in args.clients.split(",")]:
-            n0, s0 = batch_stats(url)
-            row = asyncio.run(load(url, texts, clients))
-            n1, s1 = batch_stats(url)
-            offline_after = reference.texts_per_s()
-            offline = (offline_before + offline_after) / 2
-            row["mean_batch"] = round((s1 - s0) / max(n1 - n0, 1), 1)
-            row["offline_texts_per_s"] = round(offline, 1)
-            row["vs_offline"] = round(row["texts_per_s"] / offline, 2)
-            rows.append(row)
-            print(row, flush=True)
-            offline_before = offline_after
+            rows.append(measure(url, offline, texts, clients, args.rounds))
+            print(rows[-1], flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
 
-    print("\n| clients | server texts/s | offline texts/s | ratio | p50 ms | p99 ms | mean batch | errors |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    columns = ["clients", "texts_per_s", "offline_main_thread", "offline_worker_thread", "vs_offline"]
+    columns += ["p50_ms", "p99_ms", "mean_batch", "errors"]
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + "---:|" * len(columns))
     for r in rows:
-        print(
-            f"| {r['clients']} | {r['texts_per_s']} | {r['offline_texts_per_s']} | {r['vs_offline']:.2f} "
-            f"| {r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} | {r['errors']} |"
-        )
+        print("| " + " | ".join(str(r[c]) for c in columns) + " |")
     print(f"\nload average after: {os.getloadavg()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"model": args.model, "texts": len(texts), "rows": rows}, indent=2))
+    summary = {"model": args.model, "texts": len(texts), "rounds": args.rounds, "rows": rows}
+    args.out.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
