@@ -345,3 +345,24 @@ def test_json_error_body_is_json(server):
     response = post(server, b"{")
     assert response.headers["content-type"] == "application/json"
     json.loads(response.text)
+
+
+@pytest.mark.real_model
+def test_real_model_through_the_server_reproduces_the_model_card(real_embedder):
+    planets = [
+        "Venus is often called Earth's twin because of its similar size and proximity.",
+        "Mars, known for its reddish appearance, is often referred to as the Red Planet.",
+        "Jupiter, the largest planet in our solar system, has a prominent red spot.",
+        "Saturn, famous for its rings, is sometimes mistaken for the Red Planet.",
+    ]
+    with BackgroundServer(create_app(real_embedder)) as running:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+        query = vectors(
+            client.embeddings.create(
+                model="embeddinggemma-300m",
+                input="Which planet is known as the Red Planet?",
+                extra_body={"task": "query"},
+            )
+        )
+        docs = vectors(client.embeddings.create(model="embeddinggemma-300m", input=planets))
+    np.testing.assert_allclose(query @ docs.T, [[0.3011, 0.6359, 0.4930, 0.4889]], atol=2e-3)
