@@ -86,6 +86,8 @@ def test_bad_input_is_named(tiny_embedder: Embedder) -> None:
         tiny_embedder.encode("x", task="query", prompt="p: ")
     with pytest.raises(InputError, match="2 texts but 1 titles"):
         tiny_embedder.encode_document(["a", "b"], titles=["t"])
+    with pytest.raises(InputError, match=r"texts\[0\] has a lone surrogate"):
+        tiny_embedder.encode(["bad \ud800 text"])
     with pytest.raises(InputError, match="batch_size"):
         tiny_embedder.encode("x", batch_size=0)
 

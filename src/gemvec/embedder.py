@@ -227,7 +227,7 @@ def check_dim(dim: int | None, full: int) -> int:
             f"dim must be an integer from 1 to {full} (trained: {', '.join(map(str, MATRYOSHKA_DIMS))}); "
             f"got {dim!r}."
         )
-    if dim not in MATRYOSHKA_DIMS:
+    if dim not in MATRYOSHKA_DIMS and dim != full:
         warnings.warn(
             f"dim={dim}: EmbeddingGemma was trained for Matryoshka dims {MATRYOSHKA_DIMS}; "
             "other sizes work but lose more quality.",
@@ -246,6 +246,14 @@ def _as_list(texts: Texts) -> tuple[bool, list[str]]:
     for i, text in enumerate(items):
         if not isinstance(text, str):
             raise InputError(f"texts[{i}] is {type(text).__name__}, not str; every text must be a string.")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputError(
+                    f"texts[{i}] has a lone surrogate at position {exc.start} (broken UTF-16?); "
+                    "it cannot be tokenised. Decode the source text correctly."
+                ) from None
     return False, items
 
 
