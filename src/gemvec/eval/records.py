@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gemvec.errors import InputError
+from gemvec.tabular import _jsonl_records  # one JSON Lines parser for eval data and user tables
 
 Record = dict[str, str]
 
@@ -60,20 +61,15 @@ def _read_utf8(path: Path) -> str:
 
 
 def _jsonl(text: str, path: Path) -> list[Record]:
-    records: list[Record] = []
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(value, dict):
-            raise DatasetError(
-                f"{path}:{number}: each line must be a JSON object, got {type(value).__name__}."
-            )
-        records.append({key: _as_str(v) for key, v in value.items()} | {"__line__": str(number)})
-    return records
+    try:
+        return [
+            {key: _as_str(v) for key, v in value.items()} | {"__line__": str(number)}
+            for number, value in _jsonl_records(text, str(path))
+        ]
+    except DatasetError:
+        raise
+    except InputError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _as_str(value: object) -> str:
