@@ -157,3 +157,28 @@ def test_cluster_cli(tiny_model_dir: Path, labelled: Path, tmp_path: Path) -> No
         "cluster", str(labelled), "-m", str(tiny_model_dir), "--method", "hdbscan", "--k", "2"
     )
     assert code == 2 and "do not pass k" in stderr
+
+
+def test_cluster_a_collections_documents(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from gemvec import Embedder
+    from gemvec.store import Collection
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text(
+        "".join(json.dumps({"id": f"r{i}", "text": t, "label": y}) + "\n" for i, (t, y) in enumerate(TEXTS))
+    )
+    with Collection.create(tmp_path / "c", embedder=Embedder.load(tiny_model_dir)) as coll:
+        assert coll.add([data]).added == 8
+    code, stdout, stderr = run(
+        "cluster", "-c", str(tmp_path / "c"), "--k", "2", "--json", "-o", str(tmp_path / "a.jsonl")
+    )
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["k"] == 2 and sum(c["size"] for c in summary["clusters"]) == 8 and "v_measure" in summary
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["id"].rsplit("#", 1)[-1] for r in rows] == [f"r{i}" for i in range(8)]
+    assert [r["label"] for r in rows] == [y for _, y in TEXTS]
+    code, _, stderr = run("cluster", str(data), "-c", str(tmp_path / "c"))
+    assert code == 2 and "one of them" in stderr
+    code, _, stderr = run("cluster", "-c", str(tmp_path / "missing"))
+    assert code != 0 and "No collection" in stderr

@@ -92,6 +92,16 @@ def test_create_add_search_reopen(tmp_path: Path, tiny_embedder) -> None:
         assert again.add([tmp_path / "docs"]).unchanged == 12
 
 
+def test_documents_are_rebuilt_from_their_chunks(tmp_path: Path, tiny_embedder) -> None:
+    long = " ".join(f"Sentence {i} about the falcon and its garden." for i in range(40))
+    with Collection.create(tmp_path / "c", embedder=tiny_embedder, chunk_tokens=24, overlap=6) as coll:
+        coll.add_texts([long, "short one"], ids=["a", "b"], titles=["Falcons", None], metadata=[{"k": 1}, {}])
+        assert coll.info()["chunks"] > 4  # the long text really is split, with overlaps
+        docs = list(coll.documents())
+    assert [(d.source, d.title, d.metadata) for d in docs] == [("a", "Falcons", {"k": 1}), ("b", None, {})]
+    assert docs[0].text.split() == long.split() and docs[1].text == "short one"
+
+
 def test_sync_reembeds_changed_and_removes_deleted(tmp_path: Path, tiny_embedder) -> None:
     docs = tmp_path / "docs"
     write_docs(docs, 5)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,7 +17,6 @@ from gemvec.cli.app import (
     load_embedder,
 )
 from gemvec.cli.classify_cmd import (
-    DataArgument,
     FormatOption,
     IdColumnOption,
     JsonOption,
@@ -28,11 +27,25 @@ from gemvec.cli.classify_cmd import (
 )
 from gemvec.errors import InputError
 
+if TYPE_CHECKING:
+    from gemvec.tabular import Table
+
+OptionalDataArgument = Annotated[
+    Path | None,
+    typer.Argument(help="CSV, TSV, JSON Lines, JSON or .txt file; '-' = stdin. Or use --collection."),
+]
+
 
 @app.command()
 @friendly_errors
 def cluster(
-    data: DataArgument,
+    data: OptionalDataArgument = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection", "-c", help="Cluster this collection's documents instead of a file (name or path)."
+        ),
+    ] = None,
     k: Annotated[
         int | None, typer.Option("--k", "-k", min=1, help="Number of clusters (default: chosen).")
     ] = None,
@@ -71,7 +84,14 @@ def cluster(
         raise InputError(f"--projection must be auto, tsne or pca, not {projection!r}.")
     if k_max < k_min:
         raise InputError(f"--k-max ({k_max}) is smaller than --k-min ({k_min}).")
-    table = read_data(data, text_column, label_column, id_column, format, need_labels=False)
+    if (data is None) == (collection is None):
+        raise InputError("Give a data file or --collection NAME (one of them).")
+    if data is not None:
+        table = read_data(data, text_column, label_column, id_column, format, need_labels=False)
+        name = data.name
+    else:
+        table, built_with = _collection_table(collection, label_column)
+        name, model = str(collection), model or built_with
     embedder = load_embedder(model, precision)
     result, vectors = cluster_texts(
         embedder,
@@ -104,7 +124,7 @@ def cluster(
 
         points = project_2d(vectors, projection, seed)
         names = {c.id: f"{c.id}: {', '.join(c.keywords[:3])}" for c in result.clusters}
-        title = f"{data.name}: {result.k} clusters"
+        title = f"{name}: {result.k} clusters"
         if map_png is not None:
             write_png(points, result.assignments, map_png, names, title)
         if map_html is not None:
@@ -116,6 +136,28 @@ def cluster(
     for path in (assignments, map_png, map_html):
         if path is not None:
             typer.echo(f"wrote {path}", err=True)
+
+
+def _collection_table(collection: str, label_field: str) -> tuple[Table, str]:
+    """A collection's documents as rows (id = source, text = title + text, label = metadata[label_field])
+    and the model the collection was built with."""
+    from gemvec.store import Collection
+    from gemvec.tabular import Row, Table
+
+    with Collection.open(collection) as coll:
+        docs, built_with = list(coll.documents()), coll.settings["model"]
+    if not docs:
+        raise InputError(f"Collection {collection!r} has no documents; add some with `gemvec index`.")
+    labelled = all(label_field in d.metadata for d in docs)
+    rows = [
+        Row(
+            d.source,
+            f"{d.title}\n{d.text}" if d.title and not d.text.startswith(d.title) else d.text,
+            str(d.metadata[label_field]) if labelled else None,
+        )
+        for d in docs
+    ]
+    return Table(rows, str(collection), "text", label_field if labelled else None), built_with
 
 
 def _print_summary(result, chosen: bool, k_range: tuple[int, int]) -> None:

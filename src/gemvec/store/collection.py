@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,33 @@ if TYPE_CHECKING:
 
 SAVE_INTERVAL_S = 60.0  # during long ingests the index file is refreshed this often
 LOCK_FILE = "write.lock"
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as the collection holds it; ``text`` is rebuilt from its chunks."""
+
+    source: str
+    path: str | None
+    title: str | None
+    metadata: dict[str, Any]
+    text: str
+
+
+def stitch(chunks: Sequence[tuple[int, int, str]]) -> str:
+    """A document's text from its (start, end, text) chunks: overlaps dropped, gaps become one newline.
+
+    Chunks are exact slices of the text with edge whitespace trimmed, so only the whitespace
+    between non-overlapping chunks is unknown.
+    """
+    parts: list[str] = []
+    end = 0
+    for start, stop, text in chunks:
+        if parts and start >= end:
+            parts.append("\n")
+        parts.append(text[max(0, end - start) :] if parts else text)
+        end = max(end, stop)
+    return "".join(parts)
 
 
 class Collection:
@@ -393,6 +421,13 @@ class Collection:
         self._index_changed([], np.empty((0, self.dim), np.float32), removed)
 
     # -- reading ----------------------------------------------------------------------------
+
+    def documents(self) -> Iterator[StoredDocument]:
+        """Every document in insertion order, its text rebuilt from its chunks (for clustering, export)."""
+        with self._lock:
+            rows = list(db.iter_documents(self.conn))
+        for (_, source, path, title, metadata), chunks in rows:
+            yield StoredDocument(source, path, title, json.loads(metadata), stitch(chunks))
 
     def search(
         self, query: str, k: int = 10, mode: str = "hybrid", filters: dict[str, Any] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +175,16 @@ def bump_epoch(conn: sqlite3.Connection) -> None:
         "INSERT INTO settings(key, value) VALUES ('epoch', '1') "
         "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
     )
+
+
+def iter_documents(conn: sqlite3.Connection) -> Iterator[tuple[tuple, list[tuple[int, int, str]]]]:
+    """Each document row (id, source, path, title, metadata) with its chunks (start, end, text) in order."""
+    documents = conn.execute("SELECT id, source, path, title, metadata FROM documents ORDER BY id").fetchall()
+    for row in documents:
+        chunks = conn.execute(
+            "SELECT start, end, text FROM chunks WHERE document_id = ? ORDER BY position", (row[0],)
+        ).fetchall()
+        yield row, chunks
 
 
 def read_vectors(conn: sqlite3.Connection, ids: Iterable[int], dim: int) -> tuple[np.ndarray, np.ndarray]:
