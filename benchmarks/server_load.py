@@ -51,8 +51,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, precision: str | None, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gemvec", "serve", "--model", model, "--port", str(port)]
+def start_server(model: str, precision: str | None, port: int, extra: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gemvec", "serve", "--model", model, "--port", str(port), *extra]
     cmd += ["--log-level", "warning"] + (["--precision", precision] if precision else [])
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
@@ -69,10 +69,11 @@ def start_server(model: str, precision: str | None, port: int) -> subprocess.Pop
     raise SystemExit("the server did not come up in 300 s")
 
 
-async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float], int]:
+async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[float], int, float]:
     """Closed loop: `clients` tasks, each sending the next text as soon as its last answer arrived.
 
-    Returns the wall time, the latency of every request and the number of failed requests.
+    Returns the wall time, the latency of every request, the number of failed requests and the
+    CPU seconds the clients themselves used (on a small machine they compete with the server).
     """
     latencies: list[float] = []
     errors = 0
@@ -90,9 +91,9 @@ async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[fl
                 latencies.append(time.perf_counter() - start)
                 errors += response.status_code != 200
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(client() for _ in range(clients)))
-        return time.perf_counter() - start, latencies, errors
+        return time.perf_counter() - start, latencies, errors, time.process_time() - cpu
 
 
 class Offline:
@@ -122,18 +123,19 @@ class Offline:
 
 def measure(url: str, offline: Offline, texts: list[str], clients: int, rounds: int) -> dict:
     """Alternate offline and server rounds on the same texts, so both see the same (shared) machine."""
-    n0, s0 = batch_stats(url)
-    server_s = main_s = thread_s = 0.0
+    n0, s0, busy0 = batch_stats(url)
+    server_s = main_s = thread_s = client_cpu_s = 0.0
     latencies: list[float] = []
     errors = 0
     for _ in range(rounds):
         main, thread = offline.seconds(texts)
         main_s, thread_s = main_s + main, thread_s + thread
-        wall, lat, err = asyncio.run(load(url, texts, clients))
+        wall, lat, err, cpu = asyncio.run(load(url, texts, clients))
         server_s += wall
+        client_cpu_s += cpu
         latencies += lat
         errors += err
-    n1, s1 = batch_stats(url)
+    n1, s1, busy1 = batch_stats(url)
     ms = np.array(latencies) * 1000
     total = rounds * len(texts)
     server, peer = total / server_s, total / min(main_s, thread_s)
@@ -148,16 +150,23 @@ def measure(url: str, offline: Offline, texts: list[str], clients: int, rounds: 
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "mean_batch": round((s1 - s0) / max(n1 - n0, 1), 1),
+        # share of the machine's CPU the load generator took while the server ran
+        "model_busy_share": round((busy1 - busy0) / server_s, 2),  # model thread embedding / wall
+        "client_cpu_share": round(client_cpu_s / (server_s * (os.cpu_count() or 1)), 2),
     }
 
 
-def batch_stats(url: str) -> tuple[float, float]:
+def batch_stats(url: str) -> tuple[float, float, float]:
     text = httpx.get(url + "/metrics").text
 
     def value(name: str) -> float:
         return float(re.search(rf"^{name} (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
 
-    return value("gemvec_batch_size_count"), value("gemvec_batch_size_sum")
+    return (
+        value("gemvec_batch_size_count"),
+        value("gemvec_batch_size_sum"),
+        value("gemvec_model_busy_seconds_total"),
+    )
 
 
 def main() -> None:
@@ -171,6 +180,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=128, help="texts per round")
     parser.add_argument("--rounds", type=int, default=2, help="offline/server round pairs per level")
     parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--batch-wait-ms", type=float, default=None, help="passed to gemvec serve")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "server_load.json")
     args = parser.parse_args()
     if not args.model:
@@ -181,7 +191,8 @@ def main() -> None:
     offline = Offline(args.model, args.precision)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server(args.model, args.precision, port)
+    extra = ["--batch-wait-ms", str(args.batch_wait_ms)] if args.batch_wait_ms is not None else []
+    proc = start_server(args.model, args.precision, port, extra)
     rows = []
     try:
         asyncio.run(load(url, texts[:64], 8))  # warm-up

@@ -111,7 +111,7 @@ def main() -> None:
 
     from gemvec.tokenizer import TextTokenizer
 
-    tokenizer = TextTokenizer.from_file(Path(args.model) / "tokenizer.json")
+    tokenizer = TextTokenizer.from_folder(Path(args.model))
     tokens = {kind: sum(tokenizer.count(batch)) for kind, batch in texts.items()}
     out_dir = Path(tempfile.mkdtemp(prefix="gemvec-speed-"))
     results = []

@@ -143,3 +143,33 @@ def test_finish_runs_per_job_on_the_worker_thread():
     np.testing.assert_array_equal(doubled, [[6.0, 2.0]])
     assert isinstance(failed, ZeroDivisionError)
     assert threads == ["gemvec-model"]
+
+
+def test_closed_loop_clients_are_gathered_into_one_batch():
+    """Clients that resend as soon as they are answered end up in one batch, not alternating halves."""
+    batches: list[int] = []
+
+    def slow_embed(texts: list[str]) -> np.ndarray:
+        batches.append(len(texts))
+        threading.Event().wait(0.03)  # a forward pass
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+    async def client(worker: ModelWorker, rounds: int, start: float) -> None:
+        await asyncio.sleep(start)
+        for _ in range(rounds):
+            await worker.embed(["t"], 1)
+            await asyncio.sleep(0.002)  # the client reads its answer, then asks again
+
+    async def main(worker: ModelWorker, clients: int) -> None:
+        # One client first, the others while its batch runs: without gathering the two groups
+        # would alternate for ever ([1, 5, 1, 5, ...]).
+        await asyncio.gather(*(client(worker, 8, 0.01 if i else 0.0) for i in range(clients)))
+
+    worker = ModelWorker(slow_embed, gather_s=0.5)
+    worker.start()
+    asyncio.run(main(worker, 1))
+    assert batches == [1] * 8  # a lone client never waits for company
+    batches.clear()
+    asyncio.run(main(worker, 6))
+    worker.stop()
+    assert sum(batches) == 48 and batches[-4:] == [6, 6, 6, 6]

@@ -93,12 +93,19 @@ class Embedder:
         precision = parse_precision(precision)
         config = Gemma3TextConfig.from_file(folder / "config.json")
         head_config = read_head_config(folder)
-        weights = load_encoder_weights(folder, config)
-        bits = None if manifest is not None else precision.weight_bits
-        encoder = Gemma3Encoder(config, weights, dtype=precision.compute_dtype, quantize_bits=bits)
-        head = EmbeddingHead(load_dense_weights(folder, head_config))
+        # The tokenizer first: its parse peaks high, best before the weights are in memory.
         max_tokens = min(max_tokens, MAX_TOKENS, config.max_position_embeddings)
-        tokenizer = TextTokenizer.from_file(folder / "tokenizer.json", max_tokens)
+        tokenizer = TextTokenizer.from_folder(folder, max_tokens)
+        weights, weights_file = load_encoder_weights(folder, config)
+        bits = None if manifest is not None else precision.weight_bits
+        encoder = Gemma3Encoder(
+            config,
+            weights,
+            dtype=precision.compute_dtype,
+            quantize_bits=bits,
+            release=weights_file.release,
+        )
+        head = EmbeddingHead(load_dense_weights(folder, head_config))
         name = str(model) if model is not None else str(folder)
         return cls(encoder, head, tokenizer, model_name=name, precision=precision, folder=folder)
 

@@ -57,6 +57,14 @@ def serve(
         int,
         typer.Option("--max-batch-tokens", min=1, help="Token budget when merging requests into a batch."),
     ] = 16384,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--batch-wait-ms",
+            min=0,
+            help="Under load, wait up to this long for answered clients' next requests to join a batch.",
+        ),
+    ] = 20.0,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve embeddings at /v1/embeddings (OpenAI API), search and ask over a collection, and a page at /."""
@@ -69,6 +77,7 @@ def serve(
         api_key=api_key or None,
         cors_origins=tuple(cors_origin or ()),
         max_batch_tokens=max_batch_tokens,
+        batch_gather_s=batch_wait_ms / 1000,
     )
     where = f" on http://{host}:{port}/" if port else ""
     served = f"{embedder.model_name}" + (f" and collection {coll.name}" if coll is not None else "")

@@ -13,10 +13,12 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-
-from tokenizers import Tokenizer
+from typing import TYPE_CHECKING
 
 from gemvec.errors import InputError
+
+if TYPE_CHECKING:
+    from gemvec.tokenizer import TextTokenizer
 
 MIN_FILL = 0.5  # a boundary is only preferred if the chunk is at least this full
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
@@ -38,9 +40,9 @@ def _ends(pattern: re.Pattern[str], text: str) -> list[int]:
 
 
 class _Doc:
-    def __init__(self, text: str, tokenizer: Tokenizer) -> None:
+    def __init__(self, text: str, tokenizer: TextTokenizer) -> None:
         self.text = text
-        self.starts = [s for s, _ in tokenizer.encode(text, add_special_tokens=False).offsets]
+        self.starts = tokenizer.token_starts(text)
         self.levels = [_ends(_PARAGRAPH, text), _ends(_SENTENCE, text), _ends(_WORD, text)]
 
     def tokens(self, a: int, b: int) -> int:
@@ -75,7 +77,7 @@ class _Doc:
         return end
 
 
-def chunk_text(text: str, tokenizer: Tokenizer, max_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
+def chunk_text(text: str, tokenizer: TextTokenizer, max_tokens: int = 256, overlap: int = 32) -> list[Chunk]:
     """Split ``text`` into chunks of at most ``max_tokens`` tokens (special tokens and prompt not counted)."""
     if max_tokens < 8:
         raise InputError(f"chunk size must be at least 8 tokens, got {max_tokens}.")

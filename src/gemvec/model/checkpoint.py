@@ -178,8 +178,11 @@ def read_quant_manifest(folder: Path) -> dict | None:
     return _read_json(path) if path.is_file() else None
 
 
-def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, torch.Tensor | QuantizedWeight]:
-    """Memory-mapped encoder weights keyed by checkpoint name, shape-checked against the config.
+def load_encoder_weights(
+    folder: Path, config: Gemma3TextConfig
+) -> tuple[dict[str, torch.Tensor | QuantizedWeight], SafetensorsFile]:
+    """Memory-mapped encoder weights keyed by checkpoint name, shape-checked against the config,
+    and the file they map (whose ``release`` drops a tensor's pages once it has been copied).
 
     A quantised gemvec checkpoint stores ``NAME.codes`` + ``NAME.scales`` instead of
     ``NAME.weight``; those come back as :class:`QuantizedWeight`.
@@ -219,7 +222,7 @@ def load_encoder_weights(folder: Path, config: Gemma3TextConfig) -> dict[str, to
                 f"{folder}/model.safetensors: {name} has shape {tuple(tensor.shape)}, config implies {shape}."
             )
         weights[name] = tensor
-    return weights
+    return weights, file
 
 
 def load_dense_weights(folder: Path, head: HeadConfig) -> list[torch.Tensor]:

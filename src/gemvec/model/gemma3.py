@@ -12,6 +12,7 @@ padded keys are masked out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -137,16 +138,25 @@ class Gemma3Encoder(nn.Module):
         weights: dict[str, torch.Tensor],
         dtype: torch.dtype = torch.float32,
         quantize_bits: int | None = None,
+        release: Callable[[torch.Tensor], None] = lambda tensor: None,
     ) -> None:
+        """``release(tensor)`` is called on every loaded weight once it has been copied, so the
+        memory-mapped originals can leave memory while the next layer loads (peak RSS)."""
         super().__init__()
         self.config, self.dtype = config, dtype
 
         def make_linear(parts: list) -> nn.Module:
             """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is."""
             if isinstance(parts[0], QuantizedWeight):
-                return QuantizedLinear(QuantizedWeight.cat(parts))
-            weight = torch.cat([p.to(dtype) for p in parts])  # always a copy: the file mapping can go
-            return QuantizedLinear(quantize(weight, quantize_bits)) if quantize_bits else Linear(weight)
+                layer = QuantizedLinear(QuantizedWeight.cat(parts))
+                loaded = [t for p in parts for t in (p.codes, p.scales)]
+            else:
+                weight = torch.cat([p.to(dtype) for p in parts])  # always a copy: the file mapping can go
+                layer = QuantizedLinear(quantize(weight, quantize_bits)) if quantize_bits else Linear(weight)
+                loaded = parts
+            for tensor in loaded:
+                release(tensor)
+            return layer
 
         # The table stays as loaded (memory-mapped, maybe quantised): rows are gathered per batch.
         table = weights["embed_tokens.weight"]

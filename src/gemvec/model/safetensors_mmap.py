@@ -50,6 +50,8 @@ class SafetensorsFile:
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
         except OSError as exc:
             raise CheckpointError(f"Cannot read {self.path}: {exc}") from None
+        # The mapping's address, to find which of its pages a tensor view covers (see release).
+        self._base = np.frombuffer(self._map, np.uint8).ctypes.data if self._map is not None else 0
         self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
         self._entries: dict[str, dict] = header
         data_len = size - 8 - header_len
@@ -77,6 +79,23 @@ class SafetensorsFile:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._entries[name]["shape"])
+
+    def release(self, tensor: torch.Tensor) -> None:
+        """Drop this process's pages of a tensor read from this file, once a copy has been made.
+
+        The mapping is read-only and file-backed, so ``MADV_DONTNEED`` only unmaps the pages
+        (they still sit in the page cache) and a later read faults them back in: safe, and
+        the copied-from float weights stop counting toward the process's memory. Tensors
+        that do not live in this file's mapping are left alone.
+        """
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = tensor.data_ptr() - self._base
+        end = start + tensor.numel() * tensor.element_size()
+        if start < 0 or end > len(self._map) or end <= start:
+            return
+        first = start - start % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, first, end - first)
 
     def tensor(self, name: str) -> torch.Tensor:
         """Zero-copy, read-only tensor over the memory map (do not write to it)."""

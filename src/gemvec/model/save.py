@@ -26,6 +26,7 @@ _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
     "sentence_bert_config.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "tokenizer.model",
 ]
 
 

@@ -48,6 +48,7 @@ def create_app(
         raw_embed_fn(embedder),
         max_batch_tokens=settings.max_batch_tokens,
         max_batch_inputs=settings.max_batch_inputs,
+        gather_s=settings.batch_gather_s,
         metrics=metrics,
     )
     embeddings = EmbeddingService(embedder, worker, settings)

@@ -3,9 +3,12 @@
 Request handlers (on the event loop) put jobs on a queue and await an asyncio future.
 The worker takes the oldest job, then every queued job that still fits the token and
 input budgets, embeds all their texts in one ``encode`` call (which sorts by length
-and splits into forward passes), and hands each job its rows. There is no waiting
-window: while one batch runs the next one fills up, so batches grow with the load
-and a lone request is answered at once.
+and splits into forward passes), and hands each job its rows. While one batch runs
+the next one fills up, so batches grow with the load and a lone request is answered
+at once. Under load there is one refinement: clients answered by the last batch send
+their next request a few milliseconds later, so the worker waits up to ``gather_s``
+for as many jobs as were in flight last time (never when they were one). Without
+it, 32 closed-loop clients split into two alternating half batches.
 
 Other work that needs the model (a search embeds its query) runs on the same thread
 between batches through :meth:`ModelWorker.call`, so the model is never used by two
@@ -18,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,11 +81,14 @@ class ModelWorker:
         *,
         max_batch_tokens: int = 16384,
         max_batch_inputs: int = 256,
+        gather_s: float = 0.02,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self._embed = embed
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_inputs = max_batch_inputs
+        self.gather_s = gather_s
+        self._in_flight = 1  # embedding jobs seen together at the last pick: the load
         self.metrics = metrics or ServerMetrics()
         self._queue: deque[_Work] = deque()
         self._cond = threading.Condition()
@@ -146,7 +153,7 @@ class ModelWorker:
                 self._run_batch(batch)
 
     def _next(self) -> _CallJob | list[_EmbedJob] | None:
-        """The next call, or the oldest embedding job plus every queued job that fits the budgets."""
+        """The next call, or the oldest embedding job plus queued jobs that fit the budgets."""
         with self._cond:
             while not self._queue:
                 if self._stopping:
@@ -157,18 +164,31 @@ class ModelWorker:
                 self.metrics.queue_depth.set(len(self._queue))
                 return first
             assert isinstance(first, _EmbedJob)
-            batch, tokens, inputs = [first], first.tokens, len(first.texts)
-            while self._queue and isinstance(self._queue[0], _EmbedJob):
-                nxt = self._queue[0]
-                if tokens + nxt.tokens > self.max_batch_tokens:
+            batch = [first]
+            full = self._take_fitting(batch)
+            deadline = time.monotonic() + self.gather_s
+            while not full and len(batch) < self._in_flight and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     break
-                if inputs + len(nxt.texts) > self.max_batch_inputs:
-                    break
-                batch.append(self._queue.popleft())
-                tokens += nxt.tokens
-                inputs += len(nxt.texts)
+                self._cond.wait(remaining)
+                full = self._take_fitting(batch)
+            self._in_flight = len(batch) + sum(isinstance(j, _EmbedJob) for j in self._queue)
             self.metrics.queue_depth.set(len(self._queue))
             return batch
+
+    def _take_fitting(self, batch: list[_EmbedJob]) -> bool:
+        """Move queued embedding jobs into ``batch`` while they fit; True once a budget is reached."""
+        tokens = sum(j.tokens for j in batch)
+        inputs = sum(len(j.texts) for j in batch)
+        while self._queue and isinstance(self._queue[0], _EmbedJob):
+            nxt = self._queue[0]
+            if tokens + nxt.tokens > self.max_batch_tokens or inputs + len(nxt.texts) > self.max_batch_inputs:
+                return True
+            batch.append(self._queue.popleft())
+            tokens += nxt.tokens
+            inputs += len(nxt.texts)
+        return bool(self._queue)  # a call waits at the head: do not hold it up
 
     def _run_call(self, job: _CallJob) -> None:
         if job.future.cancelled():
@@ -183,6 +203,7 @@ class ModelWorker:
         if not jobs:
             return
         texts = [t for j in jobs for t in j.texts]
+        start = time.perf_counter()
         try:
             vectors = self._embed(texts)
         except Exception as exc:
@@ -194,6 +215,7 @@ class ModelWorker:
             for job in jobs:
                 self._run_batch([job])
             return
+        self.metrics.model_busy.inc(amount=time.perf_counter() - start)
         self._record(jobs, len(texts))
         start = 0
         for job in jobs:

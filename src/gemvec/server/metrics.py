@@ -158,11 +158,15 @@ class ServerMetrics:
         self.batch_tokens = Histogram("gemvec_batch_tokens", "Tokens per model batch.", BATCH_TOKEN_BUCKETS)
         self.inputs = Counter("gemvec_embedded_inputs_total", "Texts embedded.")
         self.tokens = Counter("gemvec_embedded_tokens_total", "Tokens embedded (prompts included).")
+        self.model_busy = Counter(
+            "gemvec_model_busy_seconds_total", "Seconds the model thread spent embedding (utilisation)."
+        )
         self._all: list[_Metric] = [
             self.requests,
             self.latency,
             self.in_flight,
             self.queue_depth,
+            self.model_busy,
             self.batch_size,
             self.batch_requests,
             self.batch_tokens,

@@ -18,4 +18,5 @@ class ServerSettings:
     max_body_bytes: int = 16 * MiB
     max_batch_tokens: int = 16_384  # token budget when merging requests into one model batch
     max_batch_inputs: int = 256
+    batch_gather_s: float = 0.02  # under load, wait this long for answered clients' next requests
     model_id: str | None = None  # the name clients see; default: the checkpoint folder's name

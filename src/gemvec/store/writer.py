@@ -53,7 +53,7 @@ def content_hash(doc: SourceDocument) -> str:
 def plan(collection: Collection, docs: list[SourceDocument], report: IngestReport) -> list[_Pending]:
     """What needs embedding: new or changed documents, minus exact duplicates; chunked."""
     conn = collection.conn
-    tokenizer = collection.embedder.tokenizer.backend
+    tokenizer = collection.embedder.tokenizer
     pending: list[_Pending] = []
     seen: set[str] = set()
     for doc in docs:
