@@ -67,6 +67,32 @@ class RotaryTable(nn.Module):
         return x * cos + rotated * sin
 
 
+class TokenLayout:
+    """Where the real tokens of a padded (B, L) batch sit, so everything but attention skips padding.
+
+    Linear layers, norms and the MLP work row by row, so they run on the (T, C) rows of real
+    tokens only; attention alone needs the (B, L) grid. With texts of mixed lengths in one batch
+    (a server merging requests) most of the padded grid can be padding.
+    """
+
+    def __init__(self, lengths: torch.Tensor, length: int) -> None:
+        self.batch, self.length = len(lengths), length
+        real = torch.arange(length)[None, :] < lengths[:, None]  # (B, L)
+        self.index = None if bool(real.all()) else real.flatten().nonzero().squeeze(1)  # (T,)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (T, C)."""
+        flat = x.reshape(self.batch * self.length, x.shape[-1])
+        return flat if self.index is None else flat.index_select(0, self.index)
+
+    def pad(self, rows: torch.Tensor) -> torch.Tensor:
+        """(T, C) -> (B, L, C), zeros at padding."""
+        if self.index is not None:
+            grid = rows.new_zeros(self.batch * self.length, rows.shape[-1])
+            rows = grid.index_copy_(0, self.index, rows)
+        return rows.view(self.batch, self.length, -1)
+
+
 class Attention(nn.Module):
     def __init__(self, w: dict[str, torch.Tensor], config: Gemma3TextConfig, make_linear) -> None:
         super().__init__()
@@ -79,10 +105,13 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
 
-    def forward(self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length, _ = x.shape
+    def forward(
+        self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None, layout: TokenLayout
+    ) -> torch.Tensor:
+        """Token rows (T, H) -> (T, H); only the attention itself runs on the padded grid."""
+        batch, length = layout.batch, layout.length
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = layout.pad(self.qkv_proj(x)).split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Nq, L, D)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Nkv, L, D)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -92,7 +121,7 @@ class Attention(nn.Module):
             k = k.repeat_interleave(repeat, dim=1)
             v = v.repeat_interleave(repeat, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, Nq, L, D)
-        return self.o_proj(out.transpose(1, 2).reshape(batch, length, q_size))
+        return self.o_proj(layout.unpad(out.transpose(1, 2).reshape(batch, length, q_size)))
 
 
 class MLP(nn.Module):
@@ -119,8 +148,11 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(w["pre_feedforward_layernorm"], eps)
         self.post_feedforward_layernorm = RMSNorm(w["post_feedforward_layernorm"], eps)
 
-    def forward(self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.post_attention_layernorm(self.self_attn(self.input_layernorm(x), rope, mask))
+    def forward(
+        self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None, layout: TokenLayout
+    ) -> torch.Tensor:
+        attended = self.self_attn(self.input_layernorm(x), rope, mask, layout)
+        x = x + self.post_attention_layernorm(attended)
         return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
 
 
@@ -196,11 +228,13 @@ class Gemma3Encoder(nn.Module):
         return full, sliding
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed(input_ids)  # (B, L, H)
+        """Token ids (B, L) and lengths (B,) -> hidden states (B, L, H), zeros at padding."""
+        layout = TokenLayout(lengths, input_ids.shape[1])
+        x = self.embed(layout.unpad(input_ids[..., None]).squeeze(-1))  # (T, H): real tokens only
         full_mask, sliding_mask = self.attention_masks(lengths, input_ids.shape[1])
         for layer in self.layers:
             if layer.is_sliding:
-                x = layer(x, self.rope_sliding, sliding_mask)
+                x = layer(x, self.rope_sliding, sliding_mask, layout)
             else:
-                x = layer(x, self.rope_full, full_mask)
-        return self.norm(x)
+                x = layer(x, self.rope_full, full_mask, layout)
+        return layout.pad(self.norm(x))
