@@ -65,6 +65,14 @@ def test_save_and_reload_without_requantising(tiny_model_dir: Path, tmp_path: Pa
     )
     with pytest.raises(PrecisionError, match=f"holds {precision} weights"):
         Embedder.load(folder, "float32")
+    from safetensors import safe_open
+
+    with safe_open(folder / "model.safetensors", "pt") as f:  # int4: attention stays 8-bit
+        mlp, attention = (
+            f.get_tensor("layers.0.mlp.up_proj.codes"),
+            f.get_tensor("layers.0.self_attn.q_proj.codes"),
+        )
+    assert attention.dtype == torch.int8 and mlp.dtype == (torch.int8 if precision == "int8" else torch.uint8)
 
 
 def test_float32_save_round_trips_exactly(

@@ -214,7 +214,8 @@ def load_encoder_weights(
             scales = stored.removesuffix(".codes") + ".scales"
             if scales not in file.names():
                 raise CheckpointError(f"{folder}/model.safetensors has {stored} but no {scales}.")
-            tensor = QuantizedWeight(file.tensor(stored), file.tensor(scales), bits)
+            codes = file.tensor(stored)  # int8 codes are 8-bit, packed uint8 pairs 4-bit (mixed in int4)
+            tensor = QuantizedWeight(codes, file.tensor(scales), 8 if codes.dtype == torch.int8 else 4)
         else:
             tensor = file.tensor(stored)
         if tuple(tensor.shape) != shape:

@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from gemvec.model.config import Gemma3TextConfig
-from gemvec.model.quantize import QuantizedEmbedding, QuantizedLinear, QuantizedWeight, quantize
+from gemvec.model.quantize import (
+    ATTENTION_MIN_BITS,
+    QuantizedEmbedding,
+    QuantizedLinear,
+    QuantizedWeight,
+    quantize,
+)
 
 
 class RMSNorm(nn.Module):
@@ -99,8 +105,8 @@ class Attention(nn.Module):
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
         # q, k and v in one matmul: rows [q | k | v] of a single weight.
-        self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]])
-        self.o_proj = make_linear([w["o_proj"]])
+        self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]], ATTENTION_MIN_BITS)
+        self.o_proj = make_linear([w["o_proj"]], ATTENTION_MIN_BITS)
         self.q_norm = RMSNorm(w["q_norm"], config.rms_norm_eps)
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
@@ -177,14 +183,17 @@ class Gemma3Encoder(nn.Module):
         super().__init__()
         self.config, self.dtype = config, dtype
 
-        def make_linear(parts: list) -> nn.Module:
-            """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is."""
+        def make_linear(parts: list, min_bits: int | None = None) -> nn.Module:
+            """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is.
+
+            ``min_bits``: quantise to at least this many bits (attention: int8 even for int4)."""
             if isinstance(parts[0], QuantizedWeight):
                 layer = QuantizedLinear(QuantizedWeight.cat(parts))
                 loaded = [t for p in parts for t in (p.codes, p.scales)]
             else:
                 weight = torch.cat([p.to(dtype) for p in parts])  # always a copy: the file mapping can go
-                layer = QuantizedLinear(quantize(weight, quantize_bits)) if quantize_bits else Linear(weight)
+                bits = max(quantize_bits, min_bits or 0) if quantize_bits else None
+                layer = QuantizedLinear(quantize(weight, bits)) if bits else Linear(weight)
                 loaded = parts
             for tensor in loaded:
                 release(tensor)

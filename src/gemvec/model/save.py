@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
-from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
+from gemvec.model.quantize import ATTENTION_MIN_BITS, INT4_GROUP, QuantizedEmbedding, QuantizedLinear
 
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
     "config_sentence_transformers.json",
@@ -95,6 +95,7 @@ def save_checkpoint(
             manifest = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": 1}
             if bits == 4:
                 manifest["group_size"] = INT4_GROUP
+                manifest["attention_bits"] = ATTENTION_MIN_BITS
             (tmp / QUANT_MANIFEST).write_text(json.dumps(manifest, indent=2))
         if destination.exists():
             destination.rmdir()
