@@ -122,6 +122,13 @@ def test_table_loaders_take_named_fields(tmp_path: Path) -> None:
     assert csv_docs[0].text == "csv, text" and csv_docs[0].metadata["lang"] == "fr"
     with pytest.raises(InputError, match="--text-field"):
         load_file(tmp_path / "t.csv", TableOptions(text_field="missing"))
+    # TSV as in ../shared/data: unquoted fields, some beginning with a double quote
+    (tmp_path / "t.tsv").write_text('key\tbody\tcategory\nt1\t"Quoted" start, no closing\tgeo\n')
+    tsv_docs = load_file(tmp_path / "t.tsv", options)
+    assert tsv_docs[0].text == '"Quoted" start, no closing' and tsv_docs[0].metadata["category"] == "geo"
+    (tmp_path / "bad.tsv").write_text("key\tbody\nonly-one-field\n")
+    with pytest.raises(InputError, match="bad.tsv:2: 1 fields but the header has 2"):
+        load_file(tmp_path / "bad.tsv", options)
 
 
 def test_find_files_walks_with_globs(tmp_path: Path) -> None:

@@ -146,6 +146,16 @@ def read_table(
     return Table(rows, source, text_column, label_column if has_labels else None)
 
 
+def read_records(path: str | Path, format: TableFormat | str | None = None) -> list[tuple[int, dict]]:
+    """(line number, record) for every row of a CSV/TSV/JSON Lines/JSON file, all columns kept —
+    for callers that pick their own columns (collections ingest rows as documents)."""
+    source = str(path)
+    return [
+        (line, dict(record))
+        for line, record in _records(_read_text(path, source), detect_format(path, format), source)
+    ]
+
+
 # -- internals ------------------------------------------------------------------------------
 
 

@@ -97,11 +97,11 @@ def index(
     collection: CollectionOption,
     include: Annotated[list[str] | None, typer.Option("--include", help="Glob of files to take.")] = None,
     exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Glob of files to skip.")] = None,
-    text_field: Annotated[str, typer.Option(help="JSONL/CSV field with the text.")] = "text",
-    id_field: Annotated[str, typer.Option(help="JSONL/CSV field with the row id.")] = "id",
-    title_field: Annotated[str, typer.Option(help="JSONL/CSV field with the title.")] = "title",
+    text_field: Annotated[str, typer.Option(help="JSONL/CSV/TSV field with the text.")] = "text",
+    id_field: Annotated[str, typer.Option(help="JSONL/CSV/TSV field with the row id.")] = "id",
+    title_field: Annotated[str, typer.Option(help="JSONL/CSV/TSV field with the title.")] = "title",
     meta_field: Annotated[
-        list[str] | None, typer.Option(help="JSONL/CSV fields kept as metadata (default: all others).")
+        list[str] | None, typer.Option(help="JSONL/CSV/TSV fields kept as metadata (default: all others).")
     ] = None,
     sync: Annotated[bool, typer.Option("--sync", help="Also remove documents whose files are gone.")] = False,
     dim: DimOption = None,

@@ -7,14 +7,13 @@ one document per row, taking the text (and optional id, title, metadata) from na
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gemvec.errors import InputError, require
+from gemvec.tabular import read_records
 
 
 @dataclass
@@ -94,34 +93,15 @@ SINGLE_LOADERS: dict[str, Callable[[Path], tuple[str, str | None]]] = {
     ".pdf": load_pdf,
     ".docx": load_docx,
 }
-TABLE_SUFFIXES = (".jsonl", ".csv")
+TABLE_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".tab")
 SUPPORTED_SUFFIXES = (*SINGLE_LOADERS, *TABLE_SUFFIXES)
-
-
-def _rows(path: Path) -> list[tuple[int, dict]]:
-    if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            return list(enumerate(csv.DictReader(f), 1))
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg}).") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: each line must be a JSON object.")
-            rows.append((number, record))
-    return rows
 
 
 def load_table(path: Path, options: TableOptions) -> list[SourceDocument]:
     """One document per row; rows without text are skipped, a missing text column is an error."""
     docs = []
     reserved = {options.text_field, options.id_field, options.title_field}
-    for number, row in _rows(path):
+    for number, row in read_records(path):
         if options.text_field not in row:
             raise InputError(
                 f"{path}:{number}: no '{options.text_field}' field (fields: {', '.join(row)}); "
