@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gemvec.errors import InputError, PrecisionError
+from gemvec.memory import return_freed_heap
 from gemvec.model.checkpoint import (
     load_dense_weights,
     load_encoder_weights,
@@ -35,7 +36,7 @@ from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
 
 Texts = str | Sequence[str]
 AUTO_PROGRESS_MIN_TEXTS = 256
-DEFAULT_MAX_BATCH_TOKENS = 16384
+DEFAULT_MAX_BATCH_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Embedder:
             release=weights_file.release,
         )
         head = EmbeddingHead(load_dense_weights(folder, head_config))
+        return_freed_heap()  # the float32 copies weights passed through while fused or quantised
         name = str(model) if model is not None else str(folder)
         return cls(encoder, head, tokenizer, model_name=name, precision=precision, folder=folder)
 
