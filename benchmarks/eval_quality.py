@@ -100,16 +100,30 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
+PRECISION_ORDER = ["float32", "bfloat16", "int8", "int4"]
+SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+
+
 def table(path: Path) -> str:
-    """Markdown: one row per dataset, one column per (precision, dim); published score and the
-    difference of the float32 768-d score from it alongside."""
+    """Markdown, two tables: float32 at every Matryoshka dim next to the published score, then
+    every precision at 768-d next to float32."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    columns = sorted({(r["precision"], r["dim"]) for r in rows}, key=lambda c: (c[0] != "float32", -c[1]))
     names = list(dict.fromkeys((r["dataset"], r["type"], r.get("sampling")) for r in rows))
     score = {(r["dataset"], r.get("sampling"), r["precision"], r["dim"]): r["main_score"] for r in rows}
-    short = {"float32": "fp32", "bfloat16": "bf16"}
-    head = ["dataset", "type", "published", "Δ fp32 768"] + [f"{short.get(p, p)} {d}" for p, d in columns]
+    dims = sorted({r["dim"] for r in rows if r["precision"] == "float32"}, reverse=True)
+    precisions = sorted({r["precision"] for r in rows}, key=PRECISION_ORDER.index)
+
+    def cell(value: float | None, reference: float | None = None) -> str:
+        if value is None:
+            return ""
+        return f"{value:.4f}" + (f" ({value - reference:+.4f})" if reference is not None else "")
+
+    head = ["dataset", "type", "published", "Δ fp32 768"] + [f"fp32 {d}" for d in dims]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head2 = ["dataset"] + [
+        f"{SHORT.get(p, p)} 768" + ("" if p == "float32" else " (Δ fp32)") for p in precisions
+    ]
+    lines2 = ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
     for name, kind, sampling in names:
         label = name + (f" (sampling {sampling})" if sampling else "")
         reference = score.get((name, sampling, "float32", 768))
@@ -117,10 +131,15 @@ def table(path: Path) -> str:
         if name in PUBLISHED:
             published = f"{PUBLISHED[name]:.4f}"
             delta = "" if reference is None else f"{reference - PUBLISHED[name]:+.4f}"
-        cells = [score.get((name, sampling, p, d)) for p, d in columns]
-        values = ["" if c is None else f"{c:.4f}" for c in cells]
+        values = [cell(score.get((name, sampling, "float32", d))) for d in dims]
         lines.append("| " + " | ".join([label, kind, published, delta, *values]) + " |")
-    return "\n".join(lines)
+        others = [
+            cell(score.get((name, sampling, p, 768)), reference if p != "float32" else None)
+            for p in precisions
+        ]
+        if any(others[1:]):
+            lines2.append("| " + " | ".join([label, *others]) + " |")
+    return "\n".join(lines) + "\n\n" + "\n".join(lines2)
 
 
 def main() -> None:
