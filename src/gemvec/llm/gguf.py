@@ -9,6 +9,8 @@ from pathlib import Path
 from gemvec.errors import InputError, require
 from gemvec.llm.base import Message
 
+REPEAT_PENALTY = 1.15
+
 
 class LlamaCppChat:
     """Loads the GGUF once; the chat template comes from the file's metadata."""
@@ -32,7 +34,13 @@ class LlamaCppChat:
         self, messages: list[Message], *, max_tokens: int = 512, temperature: float = 0.0
     ) -> Iterator[str]:
         chunks = self._llm.create_chat_completion(
-            messages=messages, stream=True, max_tokens=max_tokens, temperature=temperature
+            messages=messages,
+            stream=True,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            # Small local models loop under greedy decoding (SmolLM2-135M copied table rows for
+            # the rest of its budget on the README's own question); llama.cpp's classic penalty.
+            repeat_penalty=REPEAT_PENALTY,
         )
         for chunk in chunks:
             piece = chunk["choices"][0].get("delta", {}).get("content")
