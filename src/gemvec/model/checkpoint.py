@@ -31,7 +31,12 @@ REQUIRED_FILES = (
     "3_Dense/config.json",
     "3_Dense/model.safetensors",
 )
-OPTIONAL_FILES = ("config_sentence_transformers.json", "sentence_bert_config.json", "gemvec_quant.json")
+OPTIONAL_FILES = (
+    "config_sentence_transformers.json",
+    "sentence_bert_config.json",
+    "gemvec_quant.json",
+    "tokenizer.model",  # sentencepiece: the fast tokenizer path (tokenizer.json is the fallback)
+)
 
 
 def default_model() -> str:
