@@ -11,7 +11,9 @@ from gemvec import Embedder
 from gemvec.testing import make_tiny_checkpoint
 
 REAL_MODEL_ENV = "EMBEDDINGGEMMA_DIR"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared next to the checkout, or wherever $GEMVEC_SHARED points (.ci/run sets it).
+SHARED = os.environ.get("GEMVEC_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = Path(SHARED) / "data"
 
 
 @pytest.fixture(scope="session")
