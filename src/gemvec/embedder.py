@@ -30,7 +30,7 @@ from gemvec.model.checkpoint import (
 from gemvec.model.config import Gemma3TextConfig
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.head import MATRYOSHKA_DIMS, EmbeddingHead, truncate_and_normalize
-from gemvec.precision import Precision, parse_precision
+from gemvec.precision import Precision, parse_precision, resolve_device
 from gemvec.prompts import Task, document_prompt, parse_task
 from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
 
@@ -74,13 +74,19 @@ class Embedder:
         precision: Precision | str | None = None,
         *,
         max_tokens: int = MAX_TOKENS,
+        device: str | torch.device | None = None,
     ) -> Embedder:
         """Load a checkpoint folder or hub id (default ``$GEMVEC_MODEL``, else google/embeddinggemma-300m).
 
         ``precision``: "float32", "bfloat16", "int8" or "int4" (weights quantised at load, or
         read as saved by :meth:`save`); None picks the default for this CPU
         (:func:`gemvec.precision.default_precision`). "float16" is refused: it overflows.
+
+        ``device``: "cpu", "cuda" or "cuda:N"; None means ``$GEMVEC_DEVICE``, else a CUDA GPU
+        when PyTorch sees one (bfloat16 by default there), else the CPU. The embedding table
+        stays in host memory either way; only the encoder's layers move to the device.
         """
+        device = resolve_device(device)
         folder = resolve_model_dir(model)
         manifest = read_quant_manifest(folder)
         if manifest is not None:  # a saved quantised checkpoint: its precision is fixed
@@ -91,7 +97,7 @@ class Embedder:
                     "(or none), or load the original float checkpoint for another precision."
                 )
             precision = saved
-        precision = parse_precision(precision)
+        precision = parse_precision(precision, device)
         config = Gemma3TextConfig.from_file(folder / "config.json")
         head_config = read_head_config(folder)
         # The tokenizer first: its parse peaks high, best before the weights are in memory.
@@ -107,9 +113,16 @@ class Embedder:
             release=weights_file.release,
         )
         head = EmbeddingHead(load_dense_weights(folder, head_config))
+        encoder.to(device)
+        head.to(device)
         return_freed_heap()  # the float32 copies weights passed through while fused or quantised
         name = str(model) if model is not None else str(folder)
         return cls(encoder, head, tokenizer, model_name=name, precision=precision, folder=folder)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder's layers run (the embedding table always stays in host memory)."""
+        return self.encoder.device
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write this model (quantised weights as they are) to a new checkpoint folder."""
@@ -221,7 +234,7 @@ class Embedder:
             for batch in _length_sorted_batches(encoded.ids, batch_size, self.tokenizer.pad_id):
                 hidden = self.encoder(batch.input_ids, batch.lengths)
                 vectors = truncate_and_normalize(self.head(hidden, batch.lengths), dim, normalize)
-                out[batch.indices] = vectors.numpy()
+                out[batch.indices] = vectors.cpu().numpy()
                 if bar:
                     bar.advance(task_id, len(batch.indices))
         return out[0] if single else out

@@ -32,10 +32,10 @@ _ALIASES = {"fp32": "float32", "f32": "float32", "bf16": "bfloat16", "q8": "int8
 _FLOAT16 = {"float16", "fp16", "f16", "half"}
 
 
-def parse_precision(value: Precision | str | None) -> Precision:
-    """A Precision from its name or alias; None picks :func:`default_precision`."""
+def parse_precision(value: Precision | str | None, device: torch.device | None = None) -> Precision:
+    """A Precision from its name or alias; None picks :func:`default_precision` for ``device``."""
     if value is None:
-        return default_precision()
+        return default_precision(device=device)
     if isinstance(value, Precision):
         return value
     key = str(value).strip().lower().removeprefix("torch.")
@@ -69,8 +69,33 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def default_precision(flags: set[str] | None = None) -> Precision:
-    """``$GEMVEC_PRECISION`` if set; else bfloat16 on CPUs with native bf16 math, else float32.
+DEVICE_ENV = "GEMVEC_DEVICE"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else ``$GEMVEC_DEVICE``, else the first CUDA GPU if PyTorch sees one,
+    else the CPU. Nothing requires a GPU; asking for one that is not there is an error."""
+    chosen = device if device is not None else os.environ.get(DEVICE_ENV) or None
+    if chosen is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(chosen)
+    except (RuntimeError, TypeError):
+        raise PrecisionError(f"Unknown device {chosen!r}: use 'cpu', 'cuda' or 'cuda:N'.") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise PrecisionError(f"Device {chosen!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'.")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise PrecisionError(
+            f"Device {chosen!r} asked for, but PyTorch sees no CUDA GPU (this torch is {build}). "
+            "Use device='cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU."
+        )
+    return resolved
+
+
+def default_precision(flags: set[str] | None = None, device: torch.device | None = None) -> Precision:
+    """``$GEMVEC_PRECISION`` if set; else bfloat16 on a CUDA GPU or on CPUs with native bf16
+    math, else float32.
 
     Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls about twice as fast as float32 at a
     cosine to float32 above 0.99. Without it PyTorch emulates bfloat16 and is several times
@@ -81,6 +106,8 @@ def default_precision(flags: set[str] | None = None) -> Precision:
     chosen = os.environ.get(PRECISION_ENV)
     if chosen:
         return parse_precision(chosen)
+    if device is not None and device.type == "cuda":
+        return Precision.BFLOAT16
     flags = cpu_flags() if flags is None else flags
     if any(flag in flags for flag in _NATIVE_BF16_FLAGS):
         return Precision.BFLOAT16

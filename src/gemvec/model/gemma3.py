@@ -91,6 +91,12 @@ class TokenLayout:
         flat = x.reshape(self.batch * self.length, x.shape[-1])
         return flat if self.index is None else flat.index_select(0, self.index)
 
+    def to(self, device: torch.device) -> TokenLayout:
+        """The same layout with its index on ``device`` (the layout itself is decided on the CPU)."""
+        if self.index is not None:
+            self.index = self.index.to(device)
+        return self
+
     def pad(self, rows: torch.Tensor) -> torch.Tensor:
         """(T, C) -> (B, L, C), zeros at padding."""
         if self.index is not None:
@@ -243,11 +249,26 @@ class Gemma3Encoder(nn.Module):
         sliding = band[None, None] & key_ok[:, None, None, :] if padded else band[None, None]
         return full, sliding
 
+    @property
+    def device(self) -> torch.device:
+        return self.norm.weight.device
+
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, L) and lengths (B,) -> hidden states (B, L, H), zeros at padding."""
+        """Token ids (B, L) and lengths (B,), on the CPU -> hidden states (B, L, H) on the encoder's
+        device, zeros at padding.
+
+        The embedding table stays in host memory (memory-mapped): rows are gathered on the CPU
+        and only the (T, H) rows of the batch travel to the device; layout and masks are
+        decided on the CPU too and moved once per batch.
+        """
+        device = self.device
         layout = TokenLayout(lengths, input_ids.shape[1])
-        x = self.embed(layout.unpad(input_ids[..., None]).squeeze(-1))  # (T, H): real tokens only
-        full_mask, sliding_mask = self.attention_masks(lengths, input_ids.shape[1])
+        x = self.embed(layout.unpad(input_ids[..., None]).squeeze(-1)).to(device)  # (T, H): real tokens
+        full_mask, sliding_mask = (
+            None if mask is None else mask.to(device)
+            for mask in self.attention_masks(lengths, input_ids.shape[1])
+        )
+        layout.to(device)
         for layer in self.layers:
             if layer.is_sliding:
                 x = layer(x, self.rope_sliding, sliding_mask, layout)

@@ -25,7 +25,9 @@ class EmbeddingHead(nn.Module):
         self.out_features: int = dense_weights[-1].shape[0]
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, L, 1)
+        lengths = lengths.to(hidden.device)
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        mask = (positions[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, L, 1)
         summed = (hidden.float() * mask).sum(dim=1)  # (B, H)
         pooled = summed / lengths.clamp(min=1).unsqueeze(-1).float()
         for i in range(self.num_dense):

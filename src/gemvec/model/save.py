@@ -73,7 +73,7 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
         out["embed_tokens.codes"], out["embed_tokens.scales"] = quantized.codes, quantized.scales
     else:
         out["embed_tokens.weight"] = table.float()
-    return {name: tensor.contiguous() for name, tensor in out.items()}
+    return {name: tensor.cpu().contiguous() for name, tensor in out.items()}  # a GPU model saves too
 
 
 def save_checkpoint(
