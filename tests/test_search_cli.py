@@ -16,6 +16,7 @@ from gemvec.errors import InputError
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GEMVEC_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)  # collections given as relative paths ("./local") land here
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "fleming.md").write_text("# Penicillin\n\nAlexander Fleming discovered penicillin in 1928.")
