@@ -19,6 +19,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+from gemvec.errors import require
+
 
 def fetch_converter(work: Path) -> Path:
     """Download and unpack the llama.cpp tree of the installed llama-cpp-python; return its root."""
@@ -46,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.model:
         parser.error("--model (or EMBEDDINGGEMMA_DIR) is required")
-    import llama_cpp
+    llama_cpp = require("llama_cpp", "llm", "Converting the checkpoint to GGUF")
 
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gemvec-gguf-") as tmp:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gemvec.errors import require
 from gemvec.prompts import document_prompt
 
 SHARED = Path(os.environ.get("GEMVEC_SHARED") or Path(__file__).resolve().parents[2] / "shared")
@@ -63,7 +64,7 @@ def gguf_encoder(path: Path, threads: int, texts: dict[str, list[str]]):
     fastest setting found on medium texts (Q8_0: 456 tokens/s at 256, 190 at 2,048). One
     context lives at a time, so peak RSS is that of a single llama.cpp model.
     """
-    import llama_cpp
+    llama_cpp = require("llama_cpp", "llm", "The llama.cpp contenders")
 
     if not path.is_file():
         sys.exit(f"{path} is missing: build it with `python benchmarks/make_gguf.py --model MODEL`")
@@ -73,15 +74,14 @@ def gguf_encoder(path: Path, threads: int, texts: dict[str, list[str]]):
         longest = 2 + max(len(vocab.tokenize((DOCUMENT_PROMPT + text).encode())) for text in batch)
         sizes[kind] = max(256, 1 << (longest - 1).bit_length())
     vocab.close()
-    current: dict[str, llama_cpp.Llama] = {}
+    loaded: list[tuple[int, llama_cpp.Llama]] = []  # (micro-batch size, context): one at a time
 
     def context(kind: str) -> llama_cpp.Llama:
-        if kind not in current:
-            for old in current.values():
-                old.close()
-            current.clear()
-            size = sizes[kind]
-            current[kind] = llama_cpp.Llama(
+        size = sizes[kind]
+        if not loaded or loaded[0][0] != size:
+            if loaded:
+                loaded.pop()[1].close()
+            llm = llama_cpp.Llama(
                 str(path),
                 embedding=True,
                 pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
@@ -92,7 +92,8 @@ def gguf_encoder(path: Path, threads: int, texts: dict[str, list[str]]):
                 n_threads_batch=threads,
                 verbose=False,
             )
-        return current[kind]
+            loaded.append((size, llm))
+        return loaded[0][1]
 
     def encode(kind: str, batch: list[str], batch_size: int) -> np.ndarray:
         llm = context(kind)

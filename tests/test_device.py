@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemvec import Embedder
-from gemvec.errors import PrecisionError
+from gemvec.errors import InputError
 from gemvec.precision import DEVICE_ENV, Precision, default_precision, resolve_device
 
 
@@ -26,11 +26,11 @@ def test_device_rule(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_or_unknown_devices_are_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(PrecisionError, match="no CUDA GPU.*device='cpu'"):
+    with pytest.raises(InputError, match="no CUDA GPU.*device='cpu'"):
         resolve_device("cuda")
-    with pytest.raises(PrecisionError, match="not supported"):
+    with pytest.raises(InputError, match="not supported"):
         resolve_device("mps")
-    with pytest.raises(PrecisionError, match="Unknown device 'gpu0'"):
+    with pytest.raises(InputError, match="Unknown device 'gpu0'"):
         resolve_device("gpu0")
 
 

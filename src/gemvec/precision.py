@@ -7,7 +7,7 @@ from enum import Enum
 
 import torch
 
-from gemvec.errors import PrecisionError
+from gemvec.errors import InputError, PrecisionError
 
 
 class Precision(str, Enum):
@@ -81,12 +81,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         resolved = torch.device(chosen)
     except (RuntimeError, TypeError):
-        raise PrecisionError(f"Unknown device {chosen!r}: use 'cpu', 'cuda' or 'cuda:N'.") from None
+        raise InputError(f"Unknown device {chosen!r}: use 'cpu', 'cuda' or 'cuda:N'.") from None
     if resolved.type not in ("cpu", "cuda"):
-        raise PrecisionError(f"Device {chosen!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'.")
+        raise InputError(f"Device {chosen!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise PrecisionError(
+        raise InputError(
             f"Device {chosen!r} asked for, but PyTorch sees no CUDA GPU (this torch is {build}). "
             "Use device='cpu', or install a CUDA build of torch on a machine with an NVIDIA GPU."
         )

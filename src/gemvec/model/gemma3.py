@@ -268,7 +268,7 @@ class Gemma3Encoder(nn.Module):
             None if mask is None else mask.to(device)
             for mask in self.attention_masks(lengths, input_ids.shape[1])
         )
-        layout.to(device)
+        layout = layout.to(device)
         for layer in self.layers:
             if layer.is_sliding:
                 x = layer(x, self.rope_sliding, sliding_mask, layout)
