@@ -10,6 +10,7 @@ import torch
 
 from gemvec import Embedder
 from gemvec.errors import InputError
+from gemvec.model.layout import BatchLayout
 from gemvec.precision import DEVICE_ENV, Precision, default_precision, resolve_device
 
 
@@ -53,9 +54,11 @@ def test_every_tensor_follows_the_encoder_to_its_device(tiny_model_dir) -> None:
     embedder = Embedder.load(tiny_model_dir, "float32")
     encoder, head = embedder.encoder.to("meta"), embedder.head.to("meta")
     assert encoder.device == torch.device("meta")
-    input_ids = torch.tensor([[2, 10, 11, 12, 1], [2, 13, 1, 0, 0]])
-    lengths = torch.tensor([5, 3])
+    # two attention groups: one padded (5 and 3 tokens), one of a single token without a mask
+    input_ids = torch.tensor([[2, 10, 11, 12, 1], [2, 13, 1, 0, 0], [2, 0, 0, 0, 0]])
+    lengths = torch.tensor([5, 3, 1])
+    assert len(BatchLayout(lengths, 5, encoder.config.attention_window).groups) == 2
     hidden = encoder(input_ids, lengths)
-    assert hidden.device.type == "meta" and hidden.shape == (2, 5, encoder.config.hidden_size)
+    assert hidden.device.type == "meta" and hidden.shape == (3, 5, encoder.config.hidden_size)
     pooled = head(hidden, lengths)
-    assert pooled.device.type == "meta" and pooled.shape == (2, embedder.dim)
+    assert pooled.device.type == "meta" and pooled.shape == (3, embedder.dim)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.layout import BatchLayout, TokenLayout
 from gemvec.model.quantize import (
     ATTENTION_MIN_BITS,
     QuantizedEmbedding,
@@ -64,45 +65,22 @@ class RotaryTable(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Rotate x (B, N, L, D) by its positions 0..L-1."""
-        length = x.shape[-2]
-        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)
+    def at(self, positions: torch.Tensor, dtype: torch.dtype) -> Rotation:
+        """The rotation of token rows at ``positions`` (T,), in ``dtype`` as the reference casts."""
+        return Rotation(self.cos[positions, None].to(dtype), self.sin[positions, None].to(dtype))
+
+
+class Rotation:
+    """RoPE for one batch: cos/sin rows (T, 1, D) gathered once and shared by every layer."""
+
+    def __init__(self, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        self.cos, self.sin = cos, sin
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate token rows x (T, N, D)."""
         half = x.shape[-1] // 2
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
-
-
-class TokenLayout:
-    """Where the real tokens of a padded (B, L) batch sit, so everything but attention skips padding.
-
-    Linear layers, norms and the MLP work row by row, so they run on the (T, C) rows of real
-    tokens only; attention alone needs the (B, L) grid. With texts of mixed lengths in one batch
-    (a server merging requests) most of the padded grid can be padding.
-    """
-
-    def __init__(self, lengths: torch.Tensor, length: int) -> None:
-        self.batch, self.length = len(lengths), length
-        real = torch.arange(length)[None, :] < lengths[:, None]  # (B, L)
-        self.index = None if bool(real.all()) else real.flatten().nonzero().squeeze(1)  # (T,)
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, L, C) -> (T, C)."""
-        flat = x.reshape(self.batch * self.length, x.shape[-1])
-        return flat if self.index is None else flat.index_select(0, self.index)
-
-    def to(self, device: torch.device) -> TokenLayout:
-        """The same layout with its index on ``device`` (the layout itself is decided on the CPU)."""
-        if self.index is not None:
-            self.index = self.index.to(device)
-        return self
-
-    def pad(self, rows: torch.Tensor) -> torch.Tensor:
-        """(T, C) -> (B, L, C), zeros at padding."""
-        if self.index is not None:
-            grid = rows.new_zeros(self.batch * self.length, rows.shape[-1])
-            rows = grid.index_copy_(0, self.index, rows)
-        return rows.view(self.batch, self.length, -1)
+        return x * self.cos + rotated * self.sin
 
 
 class Attention(nn.Module):
@@ -117,23 +95,37 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
 
-    def forward(
-        self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None, layout: TokenLayout
-    ) -> torch.Tensor:
-        """Token rows (T, H) -> (T, H); only the attention itself runs on the padded grid."""
+    def forward(self, x: torch.Tensor, rotate: Rotation, layout: BatchLayout, sliding: bool) -> torch.Tensor:
+        """Token rows (T, H) -> (T, H).
+
+        Projections, q/k norms and RoPE work token by token, so they run on the real rows; only
+        the attention itself needs padded grids, one per group of similar-length texts.
+        """
+        rows = x.shape[0]
+        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        q, k, v = self.qkv_proj(x).split([q_size, kv_size, kv_size], dim=-1)
+        q = rotate(self.q_norm(q.view(rows, self.num_heads, self.head_dim)))
+        k = rotate(self.k_norm(k.view(rows, self.num_kv_heads, self.head_dim)))
+        qkv = torch.cat((q.flatten(1), k.flatten(1), v), dim=-1)  # (T, q+k+v)
+        out = [
+            self._attend(qkv[g.rows], g.layout, g.sliding_mask if sliding else g.full_mask)
+            for g in layout.groups
+        ]
+        return self.o_proj(out[0] if len(out) == 1 else torch.cat(out))
+
+    def _attend(self, qkv: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | None) -> torch.Tensor:
+        """One group's (T_g, q+k+v) rows -> attention output rows (T_g, Nq·D), on its padded grid."""
         batch, length = layout.batch, layout.length
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = layout.pad(self.qkv_proj(x)).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = layout.pad(qkv).split([q_size, kv_size, kv_size], dim=-1)
         q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Nq, L, D)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Nkv, L, D)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = rope(self.q_norm(q)), rope(self.k_norm(k))
-        repeat = self.num_heads // self.num_kv_heads
-        if repeat > 1:  # grouped-query attention: share each k/v head across `repeat` query heads
-            k = k.repeat_interleave(repeat, dim=1)
-            v = v.repeat_interleave(repeat, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)  # (B, Nq, L, D)
-        return self.o_proj(layout.unpad(out.transpose(1, 2).reshape(batch, length, q_size)))
+        # grouped-query attention: each k/v head serves num_heads / num_kv_heads query heads
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.num_heads != self.num_kv_heads
+        )  # (B, Nq, L, D)
+        return layout.unpad(out.transpose(1, 2).reshape(batch, length, q_size))
 
 
 class MLP(nn.Module):
@@ -160,10 +152,8 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(w["pre_feedforward_layernorm"], eps)
         self.post_feedforward_layernorm = RMSNorm(w["post_feedforward_layernorm"], eps)
 
-    def forward(
-        self, x: torch.Tensor, rope: RotaryTable, mask: torch.Tensor | None, layout: TokenLayout
-    ) -> torch.Tensor:
-        attended = self.self_attn(self.input_layernorm(x), rope, mask, layout)
+    def forward(self, x: torch.Tensor, rotate: Rotation, layout: BatchLayout) -> torch.Tensor:
+        attended = self.self_attn(self.input_layernorm(x), rotate, layout, self.is_sliding)
         x = x + self.post_attention_layernorm(attended)
         return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
 
@@ -234,21 +224,6 @@ class Gemma3Encoder(nn.Module):
             self._release(part)
         return rows.to(self.dtype).view(*input_ids.shape, -1) * self.embed_scale
 
-    def attention_masks(
-        self, lengths: torch.Tensor, length: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Boolean masks (B, 1, L, L), True = may attend, for full and sliding layers (None = all)."""
-        positions = torch.arange(length)
-        key_ok = positions[None, :] < lengths[:, None]  # (B, L)
-        padded = bool((lengths < length).any())
-        full = key_ok[:, None, None, :] if padded else None
-        window = self.config.attention_window
-        if length <= window:
-            return full, full
-        band = (positions[:, None] - positions[None, :]).abs() < window  # (L, L)
-        sliding = band[None, None] & key_ok[:, None, None, :] if padded else band[None, None]
-        return full, sliding
-
     @property
     def device(self) -> torch.device:
         return self.norm.weight.device
@@ -262,16 +237,12 @@ class Gemma3Encoder(nn.Module):
         decided on the CPU too and moved once per batch.
         """
         device = self.device
-        layout = TokenLayout(lengths, input_ids.shape[1])
-        x = self.embed(layout.unpad(input_ids[..., None]).squeeze(-1)).to(device)  # (T, H): real tokens
-        full_mask, sliding_mask = (
-            None if mask is None else mask.to(device)
-            for mask in self.attention_masks(lengths, input_ids.shape[1])
-        )
+        layout = BatchLayout(lengths, input_ids.shape[1], self.config.attention_window)
+        ids = layout.tokens.unpad(input_ids[..., None]).squeeze(-1)
+        x = self.embed(ids).to(device)  # (T, H): real tokens only
         layout = layout.to(device)
+        rotate_full = self.rope_full.at(layout.positions, self.dtype)
+        rotate_sliding = self.rope_sliding.at(layout.positions, self.dtype)
         for layer in self.layers:
-            if layer.is_sliding:
-                x = layer(x, self.rope_sliding, sliding_mask, layout)
-            else:
-                x = layer(x, self.rope_full, full_mask, layout)
-        return layout.pad(self.norm(x))
+            x = layer(x, rotate_sliding if layer.is_sliding else rotate_full, layout)
+        return layout.tokens.pad(self.norm(x))
