@@ -6,7 +6,8 @@ D head dim (256), F MLP width (1152).
 Every layer attends bidirectionally. ``full_attention`` layers see the whole sequence;
 ``sliding_attention`` layers see tokens with ``|i - j| < config.attention_window`` (257 for
 the published config, as in the reference implementation). Padding is on the right and
-padded keys are masked out.
+padded keys are masked out. Everything but attention runs on the rows of real tokens only, and
+texts of very different lengths attend on separate padded grids (see :mod:`gemvec.model.layout`).
 """
 
 from __future__ import annotations
