@@ -27,7 +27,7 @@ def test_token_layout_round_trip_and_positions() -> None:
     grid = torch.arange(9.0).view(3, 3, 1)
     rows = tokens.unpad(grid)
     assert rows.squeeze(1).tolist() == [0, 1, 2, 3, 6, 7]
-    assert tokens.positions.tolist() == [0, 1, 2, 0, 0, 1]
+    assert BatchLayout(lengths, 3, window=9).positions.tolist() == [0, 1, 2, 0, 0, 1]
     assert tokens.pad(rows).squeeze(-1).tolist() == [[0, 1, 2], [3, 0, 0], [6, 7, 0]]
 
 
@@ -52,6 +52,7 @@ def test_split_attention_gives_the_vectors_of_one_padded_grid(
     one_grid = tiny_embedder.encode(texts, batch_size=len(texts))
     monkeypatch.setattr(layout, "GROUP_MAX_PADDING", max_padding)
     lengths = torch.tensor(sorted(tiny_embedder.count_tokens(texts), reverse=True))
-    assert len(BatchLayout(lengths, int(lengths[0]), 9).groups) >= 2
+    window = tiny_embedder.encoder.config.attention_window
+    assert len(BatchLayout(lengths, int(lengths[0]), window).groups) >= 2
     split = tiny_embedder.encode(texts, batch_size=len(texts))
     torch.testing.assert_close(torch.from_numpy(split), torch.from_numpy(one_grid), atol=1e-6, rtol=0)

@@ -89,6 +89,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         # q, k and v in one matmul: rows [q | k | v] of a single weight.
         self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]], ATTENTION_MIN_BITS)
         self.o_proj = make_linear([w["o_proj"]], ATTENTION_MIN_BITS)
@@ -103,8 +104,7 @@ class Attention(nn.Module):
         the attention itself needs padded grids, one per group of similar-length texts.
         """
         rows = x.shape[0]
-        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = self.qkv_proj(x).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = rotate(self.q_norm(q.view(rows, self.num_heads, self.head_dim)))
         k = rotate(self.k_norm(k.view(rows, self.num_kv_heads, self.head_dim)))
         qkv = torch.cat((q.flatten(1), k.flatten(1), v), dim=-1)  # (T, q+k+v)
@@ -117,8 +117,7 @@ class Attention(nn.Module):
     def _attend(self, qkv: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | None) -> torch.Tensor:
         """One group's (T_g, q+k+v) rows -> attention output rows (T_g, Nq·D), on its padded grid."""
         batch, length = layout.batch, layout.length
-        q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = layout.pad(qkv).split([q_size, kv_size, kv_size], dim=-1)
+        q, k, v = layout.pad(qkv).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Nq, L, D)
         k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Nkv, L, D)
         v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
@@ -126,7 +125,7 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.num_heads != self.num_kv_heads
         )  # (B, Nq, L, D)
-        return layout.unpad(out.transpose(1, 2).reshape(batch, length, q_size))
+        return layout.unpad(out.transpose(1, 2).reshape(batch, length, self.q_size))
 
 
 class MLP(nn.Module):

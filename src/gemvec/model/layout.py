@@ -27,9 +27,6 @@ class TokenLayout:
         self.batch, self.length = len(lengths), length
         real = torch.arange(length)[None, :] < lengths[:, None]  # (B, L)
         self.index = None if bool(real.all()) else real.flatten().nonzero().squeeze(1)  # (T,)
-        # each real token's place in its own text, for RoPE on the rows: grid index b*L + l -> l
-        grid = torch.arange(self.batch * length) if self.index is None else self.index
-        self.positions = grid % length  # (T,)
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, C) -> (T, C)."""
@@ -47,7 +44,6 @@ class TokenLayout:
         """The same layout on ``device`` (it is always decided on the CPU)."""
         if self.index is not None:
             self.index = self.index.to(device)
-        self.positions = self.positions.to(device)
         return self
 
 
@@ -105,6 +101,9 @@ class BatchLayout:
 
     def __init__(self, lengths: torch.Tensor, length: int, window: int) -> None:
         self.tokens = TokenLayout(lengths, length)
+        # each real token's place in its own text, for RoPE on the rows: grid index b*L + l -> l
+        index = self.tokens.index
+        self.positions = (torch.arange(len(lengths) * length) if index is None else index) % length  # (T,)
         self.groups: list[AttentionGroup] = []
         counts = lengths.tolist()
         first_row = 0
@@ -116,11 +115,8 @@ class BatchLayout:
             self.groups.append(AttentionGroup(rows, TokenLayout(group_lengths, group_length), *masks))
             first_row = rows.stop
 
-    @property
-    def positions(self) -> torch.Tensor:
-        return self.tokens.positions
-
     def to(self, device: torch.device) -> BatchLayout:
         self.tokens = self.tokens.to(device)
+        self.positions = self.positions.to(device)
         self.groups = [group.to(device) for group in self.groups]
         return self
