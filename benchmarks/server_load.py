@@ -6,9 +6,10 @@ against offline ``encode_document`` on the same texts in the same run.
 The server runs as a real `gemvec serve` subprocess on 127.0.0.1. Each client sends one text per
 request (the hardest case for batching) in a closed loop, taking the next text from a shared list,
 with the openai client's default wire format (base64). The machine is shared, so for each client
-count, offline rounds (``encode_document``, batch 32, in this process while the server idles) and
-server rounds alternate on the same texts, and each side's throughput is its texts over its time.
-Offline is timed on the main thread and on a worker thread; the ratio uses the faster.
+count, offline rounds (``encode_document``, batch 32, on this process's main thread while the
+server idles) and server rounds alternate on the same texts, and each side's throughput is its
+texts over its time. Alongside: how busy the model thread was, and how the machine's CPU time
+was shared between the server's threads, the load generator, and idle or stolen time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -99,38 +100,64 @@ async def load(url: str, texts: list[str], clients: int) -> tuple[float, list[fl
 class Offline:
     """The same texts through ``encode_document`` (batch 32) in this process: the server's peer.
 
-    Timed both on the main thread and on a long-lived worker thread (as the server runs it): on
-    an oversubscribed machine torch's speed differs a lot between the two, and the server is
-    compared against the faster.
+    Timed on the main thread, the only thread here that runs torch, as in a user's script: a
+    second thread running torch would slow both down (see ``gemvec.model.openmp``).
     """
 
     def __init__(self, model: str, precision: str | None) -> None:
         from gemvec import Embedder
 
         self.embedder = Embedder.load(model, precision)
-        self.pool = ThreadPoolExecutor(1)
+        self.cpu_share: list[float] = []  # of the machine, per timed call
         self.seconds(["warm-up"] * 8)
 
-    def _time(self, texts: list[str]) -> float:
-        start = time.perf_counter()
+    def seconds(self, texts: list[str]) -> float:
+        start, cpu = time.perf_counter(), time.process_time()
         self.embedder.encode_document(texts, batch_size=32, show_progress=False)
-        return time.perf_counter() - start
-
-    def seconds(self, texts: list[str]) -> tuple[float, float]:
-        """(main thread, worker thread) seconds for ``texts``."""
-        return self._time(texts), self.pool.submit(self._time, texts).result()
+        wall = time.perf_counter() - start
+        self.cpu_share.append((time.process_time() - cpu) / (wall * (os.cpu_count() or 1)))
+        return wall
 
 
-def measure(url: str, offline: Offline, texts: list[str], clients: int, rounds: int) -> dict:
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each thread of process ``pid``; empty without /proc."""
+    seconds: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        seconds[int(task.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def machine_cpu_seconds() -> np.ndarray:
+    """The whole machine's CPU seconds so far as (busy, idle, stolen by the hypervisor), from
+    /proc/stat; zeros without it."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except OSError:
+        return np.zeros(3)
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    busy = user + nice + system + irq + softirq
+    return np.array([busy, idle + iowait, steal], dtype=float) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, pid: int, offline: Offline, texts: list[str], clients: int, rounds: int) -> dict:
     """Alternate offline and server rounds on the same texts, so both see the same (shared) machine."""
     n0, s0, busy0 = batch_stats(url)
-    server_s = main_s = thread_s = client_cpu_s = 0.0
+    server_s = offline_s = client_cpu_s = 0.0
     latencies: list[float] = []
     errors = 0
+    threads: Counter[int] = Counter()  # server CPU seconds per thread, during server rounds only
+    machine = np.zeros(3)  # busy, idle, stolen CPU seconds of the machine during server rounds
+    offline.cpu_share.clear()
     for _ in range(rounds):
-        main, thread = offline.seconds(texts)
-        main_s, thread_s = main_s + main, thread_s + thread
+        offline_s += offline.seconds(texts)
+        before, machine_before = thread_cpu_seconds(pid), machine_cpu_seconds()
         wall, lat, err, cpu = asyncio.run(load(url, texts, clients))
+        threads.update({t: s - before.get(t, 0.0) for t, s in thread_cpu_seconds(pid).items()})
+        machine += machine_cpu_seconds() - machine_before
         server_s += wall
         client_cpu_s += cpu
         latencies += lat
@@ -138,21 +165,29 @@ def measure(url: str, offline: Offline, texts: list[str], clients: int, rounds: 
     n1, s1, busy1 = batch_stats(url)
     ms = np.array(latencies) * 1000
     total = rounds * len(texts)
-    server, peer = total / server_s, total / min(main_s, thread_s)
+    capacity = server_s * (os.cpu_count() or 1)  # CPU seconds the machine had during server rounds
+    busiest = sorted(threads.values(), reverse=True)
+    server, peer = total / server_s, total / offline_s
     return {
         "clients": clients,
         "requests": len(latencies),
         "errors": errors,
         "texts_per_s": round(server, 2),
-        "offline_main_thread": round(total / main_s, 2),
-        "offline_worker_thread": round(total / thread_s, 2),
+        "offline_texts_per_s": round(peer, 2),
         "vs_offline": round(server / peer, 2),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "mean_batch": round((s1 - s0) / max(n1 - n0, 1), 1),
-        # share of the machine's CPU the load generator took while the server ran
         "model_busy_share": round((busy1 - busy0) / server_s, 2),  # model thread embedding / wall
-        "client_cpu_share": round(client_cpu_s / (server_s * (os.cpu_count() or 1)), 2),
+        # shares of the machine's CPU while the server ran: the load generator's,
+        "client_cpu_share": round(client_cpu_s / capacity, 2),
+        # the server's busiest threads' (the model's compute threads lead) and the rest's
+        "server_thread_shares": [round(s / capacity, 3) for s in busiest[:4]],
+        "server_other_threads_share": round(sum(busiest[4:]) / capacity, 3),
+        # the machine's CPU time during server rounds: busy (every process), idle, stolen
+        "machine_shares": [round(float(v), 3) for v in machine / max(machine.sum(), 1e-9)],
+        # the offline process's share of the machine while it encoded (it has the same 2 threads)
+        "offline_cpu_share": round(float(np.median(offline.cpu_share)), 3),
     }
 
 
@@ -197,13 +232,13 @@ def main() -> None:
     try:
         asyncio.run(load(url, texts[:64], 8))  # warm-up
         for clients in [int(c) for c in args.clients.split(",")]:
-            rows.append(measure(url, offline, texts, clients, args.rounds))
+            rows.append(measure(url, proc.pid, offline, texts, clients, args.rounds))
             print(rows[-1], flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
 
-    columns = ["clients", "texts_per_s", "offline_main_thread", "offline_worker_thread", "vs_offline"]
+    columns = ["clients", "texts_per_s", "offline_texts_per_s", "vs_offline"]
     columns += ["p50_ms", "p99_ms", "mean_batch", "errors"]
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---:|" * len(columns))
