@@ -11,7 +11,7 @@ where calls are timed, and with the side that goes first swapped every round.
    under 32 clients are, against the same texts in one call that sorts them all by length first
    (batches of 32 is the offline peer in ``server_load.py``). All texts get the document prompt,
    as the server's default task gives them.
-2. Those calls, grouped in 32s, timed one by one: milliseconds per real token by the call's
+2. Those queries in calls of 32, timed one by one: milliseconds per token of text by the call's
    longest text — how much a batch's spread of lengths costs.
 3. One long document (about 2,048 tokens) with 15 queries in one call.
 """
@@ -91,8 +91,8 @@ def cost_by_spread(embedder: Embedder, texts: list[str], rounds: int) -> None:
                 with grouping(on):
                     seconds = timed(lambda call=call: embedder.encode(call, "document", batch_size=32))
                 best_ms[on][i] = min(best_ms[on][i], 1000 * seconds / sum(counts[i]))
-    print("\nCalls of 32 in arrival order: ms per real token by the call's longest text")
-    print("(each call's best of the rounds, median over the calls):")
+    print("\nCalls of 32 in arrival order: ms per token of text (the prompt's not counted) by the")
+    print("call's longest text before the prompt (each call's best of the rounds, median over calls):")
     print(f"  {'longest text':14s} {'calls':>5s} {'grouping on':>12s} {'grouping off':>12s}")
     for low, high in [(0, 29), (30, 44), (45, 10_000)]:
         members = [i for i, n in enumerate(counts) if low <= max(n) <= high]
