@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gemvec import Embedder
-from gemvec.model.openmp import loaded_libgomps, release_openmp_threads
+from gemvec.model.openmp import release_openmp_threads
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 
@@ -25,19 +25,29 @@ def two_torch_threads() -> Iterator[None]:
     torch.set_num_threads(saved)
 
 
-def thread_count() -> int:
-    return len(os.listdir("/proc/self/task"))
+# Run in a fresh process, so threads other tests leave behind cannot change the counts.
+COUNT_THREADS = """
+import os, torch
+from gemvec.model.openmp import loaded_libgomps, release_openmp_threads
+torch.set_num_threads(2)  # a pool exists even on a 1-CPU runner
+count = lambda: len(os.listdir("/proc/self/task"))
+torch.ones(1 << 22).mul_(2)  # a parallel region: this thread's pool now has a worker
+before = count()
+released = release_openmp_threads()
+after = count()
+torch.ones(1 << 22).mul_(2)  # the pool comes back when needed
+print(len(loaded_libgomps()), released, before, after, count())
+"""
 
 
 @linux_only
-def test_release_frees_the_calling_threads_pool(two_torch_threads: None) -> None:
-    assert any("libgomp" in path for path in loaded_libgomps()), "torch's wheel runs on libgomp"
-    torch.ones(1 << 22).mul_(2)  # a parallel region: this thread's pool now has a worker
-    before = thread_count()
-    assert release_openmp_threads() >= 1
-    assert thread_count() < before
-    torch.ones(1 << 22).mul_(2)  # and comes back when needed
-    assert thread_count() == before
+def test_release_frees_the_calling_threads_pool() -> None:
+    run = subprocess.run([sys.executable, "-c", COUNT_THREADS], capture_output=True, text=True, check=True)
+    runtimes, released, before, after, again = map(int, run.stdout.split())
+    assert runtimes >= 1, "torch's Linux wheel runs on libgomp"
+    assert released >= 1
+    assert after < before
+    assert again == before
 
 
 def test_vectors_unchanged_after_release(tiny_embedder: Embedder, two_torch_threads: None) -> None:
