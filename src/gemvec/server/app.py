@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
 from gemvec import __version__
+from gemvec.model.openmp import release_openmp_threads
 from gemvec.server.batching import ModelWorker
 from gemvec.server.embeddings import EmbeddingService, raw_embed_fn
 from gemvec.server.errors import install_error_handlers
@@ -56,6 +57,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # From here on only the model thread runs torch. This thread usually loaded the model, and
+        # the OpenMP pool it keeps would make libgomp throttle the model thread's (model.openmp).
+        release_openmp_threads()
         worker.start()
         try:
             yield

@@ -8,7 +8,6 @@ from typing import Any
 
 import uvicorn
 
-from gemvec.model.openmp import release_openmp_threads
 from gemvec.server.app import create_app
 from gemvec.server.settings import ServerSettings
 
@@ -40,9 +39,6 @@ def serve(
     if not is_loopback(host) and not settings.api_key:
         log.warning("listening on %s without an API key: anyone who can reach it can use it", host)
     app = create_app(embedder, settings, collection=collection, generator=generator)
-    # This (main) thread loaded the model; from here on only the model thread runs torch, and
-    # the pool this thread keeps would make libgomp throttle that thread's (gemvec.model.openmp).
-    release_openmp_threads()
     uvicorn.run(
         app,
         host=host,
