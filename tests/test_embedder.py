@@ -40,6 +40,37 @@ def test_vector_does_not_depend_on_batch(tiny_embedder: Embedder) -> None:
     np.testing.assert_allclose(again, batched[shuffled], atol=1e-5)
 
 
+def test_passes_hold_at_most_the_token_budget(
+    tiny_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long texts go alone, short ones share a pass, no pass pads past the budget, and the
+    vectors are those of one big pass."""
+    import gemvec.embedder
+
+    lengths = [700, 20, 300, 5, 1100, 90, 250, 40, 3, 260]
+    ids = [[7] * n for n in lengths]
+    monkeypatch.setattr(gemvec.embedder, "DEFAULT_MAX_BATCH_TOKENS", 1024)
+    passes = list(gemvec.embedder._length_sorted_batches(ids, batch_size=64, pad_id=0))
+    assert sorted(i for p in passes for i in p.indices) == list(range(len(ids)))
+    for p in passes:
+        assert p.input_ids.numel() <= 1024 or len(p.indices) == 1
+    assert [len(p.indices) for p in passes] == [1, 1, 3, 5]  # 1100 | 700 | 300,260,250 | the rest
+
+    texts = [" ".join(["word"] * (n // 5)) for n in lengths]  # ~5 tokens a word here
+    forward, grids = tiny_embedder.encoder.forward, []
+
+    def counting_forward(input_ids, lengths):
+        grids.append(input_ids.shape)
+        return forward(input_ids, lengths)
+
+    monkeypatch.setattr(tiny_embedder.encoder, "forward", counting_forward)
+    small_passes = tiny_embedder.encode(texts)
+    assert len(grids) == 4 and all(b * n <= 1024 or b == 1 for b, n in grids)
+    monkeypatch.setattr(gemvec.embedder, "DEFAULT_MAX_BATCH_TOKENS", 1 << 20)
+    np.testing.assert_allclose(small_passes, tiny_embedder.encode(texts), atol=1e-5)
+    assert len(grids) == 5  # all ten in one pass
+
+
 def test_tasks_prompts_and_titles_change_the_vector(tiny_embedder: Embedder) -> None:
     text = "Mars is the Red Planet."
     query = tiny_embedder.encode_query(text)

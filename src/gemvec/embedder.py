@@ -36,7 +36,11 @@ from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
 
 Texts = str | Sequence[str]
 AUTO_PROGRESS_MIN_TEXTS = 256
-DEFAULT_MAX_BATCH_TOKENS = 4096
+# Padded tokens per forward pass. Smaller passes hold smaller activations and leave less
+# freed memory in glibc's heap: on the 2-core AVX2 machine, 1,024 instead of 4,096 took peak
+# RSS from 686 to 514 MiB (int4) and from 1,019 to 804 (float32) at the same speed
+# (benchmarks/memory_probe.py --max-batch-tokens 4096 vs 1024; BENCHMARKS.md).
+DEFAULT_MAX_BATCH_TOKENS = 1024
 
 
 @dataclass(frozen=True)
