@@ -1,6 +1,6 @@
 """Where gemvec's memory goes: RSS and peak RSS after import, load and each speed.py workload.
 
-    python benchmarks/memory_probe.py --model FOLDER --precision int4 [--max-batch-tokens 2048]
+    python benchmarks/memory_probe.py --model FOLDER --precision int4 [--max-batch-tokens 4096]
     MALLOC_MMAP_THRESHOLD_=1048576 python benchmarks/memory_probe.py ...   # glibc: mmap big blocks
 
 FOLDER may be a checkpoint or a folder written by ``gemvec quantize``. Each workload (those of
@@ -33,7 +33,12 @@ def main() -> None:
     )
     parser.add_argument("--model", required=True)
     parser.add_argument("--precision", default=None)
-    parser.add_argument("--max-batch-tokens", type=int, default=None, help="tokens per forward pass")
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help="padded tokens per forward pass (default: gemvec.embedder.DEFAULT_MAX_BATCH_TOKENS)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     started = time.perf_counter()
