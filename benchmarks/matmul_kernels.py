@@ -3,8 +3,10 @@
 All 96 linear weights of the 24-layer encoder (fused q/k/v 1280×768, o 768×768, fused
 gate/up 2304×768, down 768×1152), each a distinct tensor so they stream from memory as in a
 real forward pass, at M = 16 tokens (one query), 512 and 2,048 (a batch). Kernels: float32,
-bfloat16, int8 weights dequantised per call (what gemvec's int8 does), ``_weight_int8pack_mm``
-(int8 weight-only), fbgemm dynamic int8 (int8 activations too, one scale per tensor).
+bfloat16 (PyTorch's kernel, and computed in float32 from the bf16 values: what gemvec's
+bfloat16 does on CPUs without native bf16), int8 weights dequantised per call (what gemvec's
+int8 does), ``_weight_int8pack_mm`` (int8 weight-only), fbgemm dynamic int8 (int8
+activations too, one scale per tensor).
 Milliseconds per pass over all 96 weights, and the speed-up over float32.
 
     python benchmarks/matmul_kernels.py [--threads 2] [--sizes 16,512,2048]
@@ -18,6 +20,8 @@ import warnings
 from collections.abc import Callable
 
 import torch
+
+from gemvec.model.gemma3 import bfloat16_linear_in_float32
 
 SHAPES = [(1280, 768), (768, 768), (2304, 768), (768, 1152)]
 LAYERS = 24
@@ -43,6 +47,7 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, Callable[[torch.Tensor, in
     return {
         "float32": lambda x, i: linear(x, weights[i]),
         "bfloat16": lambda x, i: linear(x.bfloat16(), bf16[i]),
+        "bfloat16 in float32": lambda x, i: bfloat16_linear_in_float32(x.bfloat16(), bf16[i]),
         "int8 dequantised": lambda x, i: linear(x, int8[i][0].float() * int8[i][1][:, None]),
         "int8pack_mm": lambda x, i: torch._weight_int8pack_mm(x, int8[i][0], int8[i][1]),
         "fbgemm dynamic int8": lambda x, i: torch.ops.quantized.linear_dynamic(x, packed[i], True),

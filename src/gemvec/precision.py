@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from enum import Enum
 
@@ -69,6 +70,16 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16)."""
+    return has_native_bf16(cpu_flags())
+
+
+def has_native_bf16(flags: set[str]) -> bool:
+    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+
+
 DEVICE_ENV = "GEMVEC_DEVICE"
 
 
@@ -98,8 +109,9 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
     math, else float32.
 
     Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls about twice as fast as float32 at a
-    cosine to float32 above 0.99. Without it PyTorch emulates bfloat16 and is several times
-    *slower* than float32 (measured: benchmarks/speed.py), so float32 is the default there.
+    cosine to float32 above 0.99. Without it the encoder computes bfloat16's matmuls in float32
+    (PyTorch's emulated bf16 kernel is 3-7× slower), so bfloat16 runs at float32's speed and
+    float32, as fast and more exact, is the default there.
     int8/int4 save memory, not time (weights are dequantised to float32), so they are never
     picked automatically.
     """
@@ -108,7 +120,6 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
         return parse_precision(chosen)
     if device is not None and device.type == "cuda":
         return Precision.BFLOAT16
-    flags = cpu_flags() if flags is None else flags
-    if any(flag in flags for flag in _NATIVE_BF16_FLAGS):
+    if cpu_has_native_bf16() if flags is None else has_native_bf16(flags):
         return Precision.BFLOAT16
     return Precision.FLOAT32

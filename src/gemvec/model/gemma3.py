@@ -28,6 +28,7 @@ from gemvec.model.quantize import (
     QuantizedWeight,
     quantize,
 )
+from gemvec.precision import cpu_has_native_bf16
 
 
 class RMSNorm(nn.Module):
@@ -52,7 +53,19 @@ class Linear(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu" and not cpu_has_native_bf16():
+            return bfloat16_linear_in_float32(x, self.weight)
         return F.linear(x, self.weight)
+
+
+def bfloat16_linear_in_float32(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` of bfloat16 operands, computed in float32 and rounded to bfloat16 once.
+
+    Native bf16 kernels also accumulate in float32 and round once, so the numbers are the same
+    up to summation order (one element in ~10,000 lands one bf16 step away). Without AMX or
+    AVX512-BF16, PyTorch's bf16 matmul is 3-7× slower than this (benchmarks/matmul_kernels.py).
+    """
+    return F.linear(x.float(), weight.float()).to(torch.bfloat16)
 
 
 class RotaryTable(nn.Module):
