@@ -105,8 +105,9 @@ SHORT = {"float32": "fp32", "bfloat16": "bf16"}
 
 
 def table(path: Path) -> str:
-    """Markdown, two tables: float32 at every Matryoshka dim next to the published score, then
-    every precision at 768-d next to float32."""
+    """Markdown, three tables: float32 at every Matryoshka dim next to the published score,
+    every precision at 768-d next to float32, and the other precisions' differences from
+    float32 at the smaller dims."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     names = list(dict.fromkeys((r["dataset"], r["type"], r.get("sampling")) for r in rows))
     score = {(r["dataset"], r.get("sampling"), r["precision"], r["dim"]): r["main_score"] for r in rows}
@@ -124,6 +125,9 @@ def table(path: Path) -> str:
         f"{SHORT.get(p, p)} 768" + ("" if p == "float32" else " (Δ fp32)") for p in precisions
     ]
     lines2 = ["| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
+    smaller = [(p, d) for p in precisions if p != "float32" for d in dims if d != 768]
+    head3 = ["dataset"] + [f"{SHORT.get(p, p)} {d}" for p, d in smaller]
+    lines3 = ["| " + " | ".join(head3) + " |", "|" + "---|" * len(head3)]
     for name, kind, sampling in names:
         label = name + (f" (sampling {sampling})" if sampling else "")
         reference = score.get((name, sampling, "float32", 768))
@@ -139,7 +143,17 @@ def table(path: Path) -> str:
         ]
         if any(others[1:]):
             lines2.append("| " + " | ".join([label, *others]) + " |")
-    return "\n".join(lines) + "\n\n" + "\n".join(lines2)
+        deltas = [
+            difference(score.get((name, sampling, p, d)), score.get((name, sampling, "float32", d)))
+            for p, d in smaller
+        ]
+        if any(deltas):
+            lines3.append("| " + " | ".join([label, *deltas]) + " |")
+    return "\n\n".join("\n".join(block) for block in (lines, lines2, lines3))
+
+
+def difference(value: float | None, reference: float | None) -> str:
+    return "" if value is None or reference is None else f"{value - reference:+.4f}"
 
 
 def main() -> None:
