@@ -36,7 +36,9 @@ class MatmulDtypes(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def encode_with(embedder: Embedder, native: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, set]:
+def encode_with(
+    embedder: Embedder, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> tuple[np.ndarray, set[torch.dtype]]:
     monkeypatch.setattr(gemma3, "cpu_has_native_bf16", lambda: native)
     with MatmulDtypes() as seen:
         vectors = embedder.encode_query(TEXTS)

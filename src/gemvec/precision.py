@@ -120,6 +120,7 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
         return parse_precision(chosen)
     if device is not None and device.type == "cuda":
         return Precision.BFLOAT16
-    if cpu_has_native_bf16() if flags is None else has_native_bf16(flags):
+    native_bf16 = cpu_has_native_bf16() if flags is None else has_native_bf16(flags)
+    if native_bf16:
         return Precision.BFLOAT16
     return Precision.FLOAT32
