@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,6 +43,41 @@ def test_in_a_langchain_vector_store(tiny_embedder):
     assert score == pytest.approx(float(cosines.max()), abs=1e-5)
     asynchronous = asyncio.run(store.embeddings.aembed_query("x"))  # LangChain's default async path
     assert asynchronous == pytest.approx(tiny_embedder.encode_query("x").tolist(), abs=1e-6)
+
+
+# In a fresh process, so threads other tests leave behind cannot change the counts.
+ASYNC_THREADS = """
+import asyncio, os, sys, threading, torch
+from gemvec import Embedder
+from gemvec.integrations.langchain import GemvecEmbeddings
+from gemvec.model.openmp import release_openmp_threads
+torch.set_num_threads(2)  # a pool exists even on a 1-CPU runner
+embeddings = GemvecEmbeddings(Embedder.load(sys.argv[1]))
+torch.ones(1 << 22).mul_(2)  # torch work on the loading thread: its pool now has a worker
+ran_on = set()
+embed_documents = embeddings.embed_documents
+def record_thread(texts):
+    ran_on.add(threading.current_thread().name)
+    return embed_documents(texts)
+embeddings.embed_documents = record_thread
+async def calls():
+    return await asyncio.gather(*(embeddings.aembed_documents([f"text {i}"]) for i in range(3)))
+asyncio.run(calls())
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = threads()
+release_openmp_threads()  # anything the async calls left running on this thread?
+print(before - threads(), *sorted(ran_on))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+def test_async_calls_share_one_model_thread_and_free_the_loop_threads_pool(tiny_model_dir):
+    run = subprocess.run(
+        [sys.executable, "-c", ASYNC_THREADS, str(tiny_model_dir)], capture_output=True, text=True, check=True
+    )
+    left_on_loop_thread, *ran_on = run.stdout.split()
+    assert left_on_loop_thread == "0", "the event-loop thread's OpenMP workers must be freed"
+    assert ran_on == ["gemvec-model_0"], "every async call runs on the adapter's one model thread"
 
 
 @pytest.mark.real_model

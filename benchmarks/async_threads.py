@@ -1,0 +1,80 @@
+"""LangChain's async embedding path: asyncio's shared thread pool against the adapter's model thread.
+
+    python benchmarks/async_threads.py --model $EMBEDDINGGEMMA_DIR [--texts 32] [--rounds 3]
+
+Each side runs in a fresh process that loads the model on its main thread (as an application
+does) and then embeds the same medium texts ``--rounds`` times with ``aembed_documents``:
+``langchain-default`` through ``Embeddings.aembed_documents`` of LangChain's base class (the
+work goes to asyncio's shared pool), ``gemvec`` through the adapter's own model thread. The two
+sides alternate, so the shared machine's noise falls on both. Reported per side: the median wall
+time of a call and how many CPUs the process kept busy during it (CPU time / wall time); on a
+2-core machine the throttled libgomp of two OpenMP pools shows as well under 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ONE_SIDE = """
+import asyncio, json, os, sys, time
+from langchain_core.embeddings import Embeddings
+from gemvec.integrations.langchain import GemvecEmbeddings
+side, model, n_texts, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+sentence = "The committee reviewed the proposal and asked for a revised budget. "
+texts = [f"Document {i}: " + sentence * 6 for i in range(n_texts)]
+embeddings = GemvecEmbeddings(model=model)
+embeddings.embed_documents(texts[:2])  # warm up on the loading thread, as a first sync call would
+embed = Embeddings.aembed_documents if side == "langchain-default" else GemvecEmbeddings.aembed_documents
+def cpu_seconds():
+    times = os.times()
+    return times.user + times.system
+results = []
+for _ in range(rounds):
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    asyncio.run(embed(embeddings, texts))
+    wall = time.perf_counter() - wall
+    results.append({"wall_s": wall, "cpus_busy": (cpu_seconds() - cpu) / wall})
+print(json.dumps(results))
+"""
+
+SIDES = ("langchain-default", "gemvec")
+
+
+def run_side(side: str, model: str, texts: int, rounds: int) -> list[dict[str, float]]:
+    command = [sys.executable, "-c", ONE_SIDE, side, model, str(texts), str(rounds)]
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=os.environ.get("EMBEDDINGGEMMA_DIR"))
+    parser.add_argument("--texts", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="calls per process")
+    parser.add_argument("--repeats", type=int, default=2, help="processes per side, alternating")
+    args = parser.parse_args()
+    if not args.model:
+        parser.error("give --model or set EMBEDDINGGEMMA_DIR")
+    measured: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    for _ in range(args.repeats):
+        for side in SIDES:
+            measured[side] += run_side(side, args.model, args.texts, args.rounds)
+    calls = args.repeats * args.rounds
+    print(f"{args.texts} medium texts a call, {calls} calls a side, {os.cpu_count()} CPUs")
+    print("| side | median wall (s) | CPUs busy (median) |\n|---|---|---|")
+    for side in SIDES:
+        wall = statistics.median(r["wall_s"] for r in measured[side])
+        busy = statistics.median(r["cpus_busy"] for r in measured[side])
+        print(f"| {side} | {wall:.2f} | {busy:.2f} |")
+    default = statistics.median(r["wall_s"] for r in measured["langchain-default"])
+    ours = statistics.median(r["wall_s"] for r in measured["gemvec"])
+    print(f"\ngemvec's async path: {default / ours:.2f}x the speed of LangChain's default")
+
+
+if __name__ == "__main__":
+    main()
