@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gemvec import Embedder
+from gemvec.precision import PRECISION_ENV
 from gemvec.testing import make_tiny_checkpoint
 
 REAL_MODEL_ENV = "EMBEDDINGGEMMA_DIR"
 # ../shared next to the checkout, or wherever $GEMVEC_SHARED points (.ci/run sets it).
 SHARED = os.environ.get("GEMVEC_SHARED") or Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = Path(SHARED) / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def float32_unless_a_test_says_otherwise() -> Iterator[None]:
+    """Pin the default precision, CLI subprocesses included: it depends on the CPU (bfloat16 where
+    it has native bf16, e.g. AVX512-BF16), and most tests compare with float32 references. Tests
+    of the default rule clear the variable and pass CPU flags themselves."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PRECISION_ENV, "float32")
+        yield
 
 
 @pytest.fixture(scope="session")
