@@ -14,8 +14,8 @@ not token ids).
 The async methods run on one thread kept for the model rather than on asyncio's shared pool
 (LangChain's default), and free the event-loop thread's OpenMP workers first: two threads
 that both ran torch make libgomp throttle (see ``gemvec.model.openmp``). On the 2-core machine
-(``benchmarks/async_threads.py``) LangChain's default kept 1.60-1.66 CPUs busy, this 1.97-1.98,
-and calls were 1.06-1.14× faster.
+(``benchmarks/async_threads.py``, four runs) LangChain's default kept 1.60-1.66 CPUs busy,
+this 1.97-1.99, and calls ran 0.95-1.18× as fast (about 1.1× typically).
 """
 
 from __future__ import annotations
