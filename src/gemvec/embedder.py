@@ -8,10 +8,8 @@ The vocabulary follows sentence-transformers: ``encode``, ``encode_query``,
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +28,12 @@ from gemvec.model.checkpoint import (
 from gemvec.model.config import Gemma3TextConfig
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.head import MATRYOSHKA_DIMS, EmbeddingHead, truncate_and_normalize
+from gemvec.progress import progress_bar
 from gemvec.precision import Precision, parse_precision, resolve_device
 from gemvec.prompts import Task, document_prompt, parse_task
 from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
 
 Texts = str | Sequence[str]
-AUTO_PROGRESS_MIN_TEXTS = 256
 # Padded tokens per forward pass. Smaller passes hold smaller activations and leave less
 # freed memory in glibc's heap: on the 2-core AVX2 machine, 1,024 instead of 4,096 took peak
 # RSS from 686 to 514 MiB (int4) and from 1,019 to 804 (float32) at the same speed
@@ -232,15 +230,16 @@ class Embedder:
             return out
         encoded = self.tokenizer.encode(texts)
         _report_truncation(encoded.truncated, self.tokenizer.max_tokens, truncate)
-        progress = _progress(len(texts), show_progress)
-        with torch.inference_mode(), progress as bar:
-            task_id = bar.add_task("embedding", total=len(texts)) if bar else None
+        done = 0
+        bar = progress_bar("embedding", enabled=show_progress, count=len(texts))
+        with torch.inference_mode(), bar as update:
             for batch in _length_sorted_batches(encoded.ids, batch_size, self.tokenizer.pad_id):
                 hidden = self.encoder(batch.input_ids, batch.lengths)
                 vectors = truncate_and_normalize(self.head(hidden, batch.lengths), dim, normalize)
                 out[batch.indices] = vectors.cpu().numpy()
-                if bar:
-                    bar.advance(task_id, len(batch.indices))
+                done += len(batch.indices)
+                if update:
+                    update(done, len(texts))
         return out[0] if single else out
 
 
@@ -315,20 +314,3 @@ def _length_sorted_batches(ids: list[list[int]], batch_size: int, pad_id: int) -
         lengths = torch.tensor([len(ids[i]) for i in chunk], dtype=torch.long)
         yield _Batch(chunk, input_ids, lengths)
 
-
-def _progress(total: int, show: bool | None):
-    if show is None:
-        show = total >= AUTO_PROGRESS_MIN_TEXTS and sys.stderr.isatty()
-    if not show:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )

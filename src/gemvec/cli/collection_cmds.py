@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ import typer
 
 from gemvec.cli.app import BatchSizeOption, DimOption, ModelOption, PrecisionOption, app, friendly_errors
 from gemvec.errors import InputError
+from gemvec.progress import progress_bar
 
 CollectionOption = Annotated[
     str,
@@ -44,30 +44,9 @@ def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
     return {k: v[0] if len(v) == 1 else v for k, v in filters.items()} or None
 
 
-@contextmanager
 def _progress_bar(enabled: bool):
-    """A rich progress bar (chunks embedded, total, rate, ETA) on stderr, or a no-op callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(
-        TextColumn("embedding chunks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task("embed", total=None, rate="")
-
-        def update(done: int, total: int) -> None:
-            speed = bar.tasks[0].speed
-            bar.update(task, completed=done, total=total, rate=f"{speed:.1f}/s" if speed else "")
-
-        yield update
+    """Chunks embedded, total, rate and ETA on stderr (kept on screen when done), or None."""
+    return progress_bar("embedding chunks", enabled=enabled, transient=False, show_rate=True)
 
 
 def _open_or_create(collection: str, model: str | None, compute_precision: str | None, **create: Any):

@@ -11,14 +11,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gemvec.errors import InputError
+from gemvec.errors import DatasetError, InputError
 from gemvec.tabular import _jsonl_records  # one JSON Lines parser for eval data and user tables
 
 Record = dict[str, str]
-
-
-class DatasetError(InputError):
-    """An evaluation dataset is missing, malformed or inconsistent."""
 
 
 def read_records(path: Path, required: Sequence[str], *, any_of: Sequence[str] = ()) -> list[Record]:

@@ -15,6 +15,7 @@ import numpy as np
 from gemvec.eval.cache import EmbeddingCache, matryoshka
 from gemvec.eval.datasets import DatasetSource, EvalData, LabelledData, PairData, RetrievalData, TaskType
 from gemvec.eval.prompts import EvalPrompts
+from gemvec.progress import progress_bar
 from gemvec.eval.protocols import (
     ClassificationOptions,
     ClusteringOptions,
@@ -147,27 +148,18 @@ class Evaluator:
     @contextmanager
     def _progress(self, name: str) -> Iterator:
         """A rich progress bar on stderr counting the texts that need encoding (cached ones are free)."""
-        if not self.show_progress:
-            yield None
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"embedding {name}", total=None)
-            done_before = [0]  # texts finished by earlier embed calls of this dataset
+        with progress_bar(f"embedding {name}", enabled=bool(self.show_progress)) as update:
+            if update is None:
+                yield None
+                return
+            before = [0, 0]  # (done, total) of earlier embed calls of this dataset
+            current = [0, 0]
 
             def advance(done: int, total: int) -> None:
                 if done == 0:
-                    done_before[0] = int(bar.tasks[0].completed)
-                    bar.update(task, total=done_before[0] + total)
-                bar.update(task, completed=done_before[0] + done)
+                    before[0] += current[0]
+                    before[1] += current[1]
+                current[:] = [done, total]
+                update(before[0] + done, before[1] + total)
 
             yield advance

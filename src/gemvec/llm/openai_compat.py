@@ -6,14 +6,10 @@ import json
 import os
 from collections.abc import Iterator
 
-from gemvec.errors import GemvecError, require
+from gemvec.errors import LLMError, require
 from gemvec.llm.base import Message
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-class LLMError(GemvecError):
-    """The language model could not be reached or refused the request."""
 
 
 class OpenAIChat:

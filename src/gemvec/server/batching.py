@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from gemvec.errors import WorkerStoppedError
 from gemvec.server.metrics import ServerMetrics
 
 T = TypeVar("T")
@@ -66,10 +67,6 @@ class _EmbedJob(_Work):
 @dataclass
 class _CallJob(_Work):
     fn: Callable[[], Any] = field(default=lambda: None)
-
-
-class WorkerStoppedError(RuntimeError):
-    """The worker is shutting down and takes no new work."""
 
 
 class ModelWorker:

@@ -7,18 +7,10 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gemvec.errors import GemvecError
+from gemvec.errors import CollectionError, CollectionMismatchError
 
 if TYPE_CHECKING:
     from gemvec.embedder import Embedder
-
-
-class CollectionError(GemvecError):
-    """A collection is missing, damaged, locked, or cannot be used as asked."""
-
-
-class CollectionMismatchError(CollectionError):
-    """The collection was built with another model, dim or vector precision."""
 
 
 def model_fingerprint(embedder: Embedder) -> str:

@@ -7,17 +7,10 @@ import re
 from pathlib import Path
 
 from gemvec.errors import InputError
+from gemvec.home import gemvec_home
 
 DB_FILE = "gemvec.sqlite"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def gemvec_home() -> Path:
-    """``$GEMVEC_HOME``, else ``$XDG_DATA_HOME/gemvec``, else ``~/.local/share/gemvec``."""
-    if os.environ.get("GEMVEC_HOME"):
-        return Path(os.environ["GEMVEC_HOME"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
-    return Path(base).expanduser() / "gemvec"
 
 
 def collections_dir() -> Path:
