@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from gemvec import Embedder
-from gemvec.eval.cache import EmbeddingCache, default_cache_dir, matryoshka
+from gemvec.eval.cache import EmbeddingCache, default_cache_dir
 from gemvec.eval.metrics import ndcg_at_k, recall_at_k
 from gemvec.ingest.loaders import TableOptions
+from gemvec.model.head import truncate_and_normalize
 from gemvec.prompts import Task, document_prompt
 from gemvec.store import Collection
 
@@ -51,7 +52,7 @@ class CachedEmbedder:
             lambda texts: self._embedder.encode(texts, batch_size=16, show_progress=False),
             chunk_size=16,
         )
-        return matryoshka(full, dim or self._embedder.dim)
+        return truncate_and_normalize(full, dim or self._embedder.dim)
 
     def encode_document(self, texts, titles=None, *, dim=None, **_: object) -> np.ndarray:
         titles = titles if titles is not None else [None] * len(texts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from gemvec import Embedder
 from gemvec.errors import InputError
+from gemvec.model.fingerprint import legacy_eval_fingerprint
 from gemvec.tasks.classify import (
     Classifier,
     EmbeddingSettings,
@@ -130,6 +132,19 @@ def test_settings_refuse_another_model_or_precision(tiny_embedder: Embedder, tmp
     with pytest.raises(InputError, match="precision is bfloat16"):
         settings.check(bf16)
     settings.check(Embedder.load(tiny_embedder.folder))  # same checkpoint, fresh load: fine
+
+
+def test_settings_with_the_legacy_fingerprint_still_match(tiny_embedder: Embedder, tmp_path: Path) -> None:
+    from gemvec.testing import make_tiny_checkpoint
+
+    settings = EmbeddingSettings.of(tiny_embedder)
+    assert tiny_embedder.folder is not None
+    old = legacy_eval_fingerprint(tiny_embedder.folder)
+    assert old != settings.fingerprint
+    replace(settings, fingerprint=old).check(tiny_embedder)  # a classifier saved by an older gemvec
+    other = make_tiny_checkpoint(tmp_path / "other", seed=1)
+    with pytest.raises(InputError, match="model weights differ"):
+        replace(settings, fingerprint=legacy_eval_fingerprint(other)).check(tiny_embedder)
 
 
 def test_zero_shot_scores_texts_against_label_documents(tiny_embedder: Embedder) -> None:

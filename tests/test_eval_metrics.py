@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from gemvec.eval.cache import matryoshka
 from gemvec.eval.datasets import LabelledData, PairData, RetrievalData
 from gemvec.eval.metrics import (
     bitext_scores,
@@ -32,6 +31,7 @@ from gemvec.eval.protocols import (
     evaluate_sts,
     sample_train_sets,
 )
+from gemvec.model.head import truncate_and_normalize
 
 LOG2_3 = math.log2(3)
 
@@ -110,7 +110,22 @@ def test_cosine_top_k_and_matryoshka() -> None:
     sims = cosine_matrix(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]]))
     assert sims[0] == pytest.approx([1.0, 0.0, math.sqrt(0.5)])
     assert top_k(np.array([[0.5, 0.9, 0.5, 0.1]]), 3).tolist() == [[1, 0, 2]]  # tie: lower index first
-    assert matryoshka(np.array([[3.0, 4.0, 12.0]]), 2) == pytest.approx(np.array([[0.6, 0.8]]))
+    cut = truncate_and_normalize(np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 1.0]]), 2)
+    assert cut.dtype == np.float32 and cut == pytest.approx(np.array([[0.6, 0.8], [0.0, 0.0]]))
+
+
+@pytest.mark.parametrize("dim", [None, 2, 5])
+def test_numpy_truncation_is_the_model_heads(dim: int | None) -> None:
+    import torch
+
+    rows = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    rows[1] = 0.0
+    for normalize in (True, False):
+        expected = truncate_and_normalize(torch.from_numpy(rows), dim, normalize).numpy()
+        got = truncate_and_normalize(rows, dim, normalize)
+        assert isinstance(got, np.ndarray) and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert not np.shares_memory(truncate_and_normalize(rows, None, False), rows)
 
 
 # -- protocols with a fake, deterministic embedding ------------------------------------------

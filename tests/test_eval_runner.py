@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from gemvec import Embedder
 from gemvec.cli import app
 from gemvec.eval import EmbeddingCache, EvalOptions, Evaluator, discover
-from gemvec.eval.cache import model_fingerprint
 from gemvec.eval.prompts import EvalPrompts
+from gemvec.model.fingerprint import legacy_eval_fingerprint, model_fingerprint
 from gemvec.testing import make_tiny_checkpoint
 
 
@@ -41,10 +41,22 @@ def test_cache_encodes_each_text_once_and_persists(tmp_path: Path) -> None:
     assert (reopened.hits, reopened.misses) == (2, 1)
 
 
-def test_fingerprint_follows_the_weights(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_cache_file_follows_the_weights_and_keeps_files_named_the_old_way(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMVEC_CACHE_DIR", str(tmp_path / "home"))
     other = make_tiny_checkpoint(tmp_path / "other", seed=1)
-    assert model_fingerprint(tiny_model_dir) != model_fingerprint(other)
-    assert model_fingerprint(tiny_model_dir) == model_fingerprint(tiny_model_dir)
+    old = EmbeddingCache(tmp_path / "eval" / f"{legacy_eval_fingerprint(tiny_model_dir)}-float32.sqlite")
+    old.embed(["kept"], counting_encoder([]))
+    old.close()
+    cache = EmbeddingCache.for_model(tmp_path / "eval", tiny_model_dir, "float32")
+    assert cache.path == tmp_path / "eval" / f"{model_fingerprint(tiny_model_dir, 'tiny')}-float32.sqlite"
+    assert sorted(p.name for p in (tmp_path / "eval").glob("*.sqlite")) == [cache.path.name]  # renamed
+    calls: list[list[str]] = []
+    cache.embed(["kept"], counting_encoder(calls))
+    assert calls == [] and cache.hits == 1
+    cache.close()
+    assert EmbeddingCache.for_model(tmp_path / "eval", other, "float32").path != cache.path
 
 
 @pytest.mark.filterwarnings("ignore:dim=32")

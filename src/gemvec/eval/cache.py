@@ -6,12 +6,13 @@ first ``dim`` values and re-normalise, exactly what the model head does. So runn
 with another ``--dim`` costs no encoding at all.
 
 One SQLite file per (model fingerprint, precision) under the cache folder; the fingerprint
-hashes the weights file's size and its first and last 1 MiB, so a changed checkpoint at the
-same path gets a fresh cache while copies of one checkpoint share it.
+(:func:`gemvec.model.fingerprint.model_fingerprint`) hashes every weight, so a changed checkpoint
+at the same path gets a fresh cache while copies of one checkpoint share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -20,39 +21,27 @@ from pathlib import Path
 
 import numpy as np
 
+from gemvec.home import cache_home
+from gemvec.model.fingerprint import legacy_eval_fingerprint, model_fingerprint
+
 EncodeFn = Callable[[list[str]], np.ndarray]  # prompted texts -> (N, full_dim) normalised float32
-_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
-    """``$GEMVEC_CACHE_DIR/eval``, else ``$XDG_CACHE_HOME/gemvec/eval`` or ``~/.cache/gemvec/eval``."""
-    if os.environ.get("GEMVEC_CACHE_DIR"):
-        return Path(os.environ["GEMVEC_CACHE_DIR"]) / "eval"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "gemvec" / "eval"
+    """``eval`` in :func:`gemvec.home.cache_home` (``$GEMVEC_CACHE_DIR``, else ``~/.cache/gemvec``)."""
+    return cache_home() / "eval"
 
 
-def model_fingerprint(folder: Path) -> str:
-    """A short content hash of a checkpoint folder's weights (and output head)."""
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "2_Dense/model.safetensors", "3_Dense/model.safetensors"):
-        path = folder / name
-        if not path.exists():
-            continue
-        size = path.stat().st_size
-        digest.update(f"{name}:{size}".encode())
-        with path.open("rb") as f:
-            digest.update(f.read(_CHUNK))
-            if size > _CHUNK:
-                f.seek(max(size - _CHUNK, _CHUNK))
-                digest.update(f.read(_CHUNK))
-    return digest.hexdigest()[:16]
+def _adopt(old: Path, new: Path) -> None:
+    """Rename a cache file named by the old fingerprint to ``new``, so its vectors stay in use.
 
-
-def matryoshka(vectors: np.ndarray, dim: int) -> np.ndarray:
-    """Keep the first ``dim`` values of each row and L2-normalise again."""
-    cut = np.ascontiguousarray(vectors[:, :dim], dtype=np.float32)
-    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+    The WAL goes first and the database last: interrupted, the next call finishes the move.
+    """
+    if not old.exists():
+        return
+    for suffix in ("-wal", "-shm", ""):
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            os.rename(f"{old}{suffix}", f"{new}{suffix}")
 
 
 class EmbeddingCache:
@@ -70,9 +59,13 @@ class EmbeddingCache:
 
     @classmethod
     def for_model(cls, cache_dir: Path | None, folder: Path | None, precision: str) -> EmbeddingCache:
+        """The cache file of the checkpoint in ``folder`` at ``precision``; in memory without either."""
         if cache_dir is None or folder is None:
             return cls(None)
-        return cls(cache_dir / f"{model_fingerprint(folder)}-{precision}.sqlite")
+        path = cache_dir / f"{model_fingerprint(folder, str(folder))}-{precision}.sqlite"
+        if not path.exists():
+            _adopt(cache_dir / f"{legacy_eval_fingerprint(folder)}-{precision}.sqlite", path)
+        return cls(path)
 
     def close(self) -> None:
         self._db.close()

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gemvec.eval.cache import EmbeddingCache, matryoshka
+from gemvec.eval.cache import EmbeddingCache
 from gemvec.eval.datasets import DatasetSource, EvalData, LabelledData, PairData, RetrievalData, TaskType
 from gemvec.eval.prompts import EvalPrompts
-from gemvec.progress import progress_bar
 from gemvec.eval.protocols import (
     ClassificationOptions,
     ClusteringOptions,
@@ -26,6 +25,8 @@ from gemvec.eval.protocols import (
     evaluate_retrieval,
     evaluate_sts,
 )
+from gemvec.model.head import truncate_and_normalize
+from gemvec.progress import progress_bar
 
 if TYPE_CHECKING:
     from gemvec.embedder import Embedder
@@ -143,7 +144,7 @@ class Evaluator:
         full = self.cache.embed(prompted, encode, on_progress=advance)
         if len(prompted) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
-        return matryoshka(full, self.dim)
+        return truncate_and_normalize(full, self.dim)
 
     @contextmanager
     def _progress(self, name: str) -> Iterator:

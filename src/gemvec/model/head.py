@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import overload
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MATRYOSHKA_DIMS = (768, 512, 256, 128)
+NORM_EPS = 1e-12  # a row's norm is at least this, so zero rows stay zero
 
 
 class EmbeddingHead(nn.Module):
@@ -35,10 +39,24 @@ class EmbeddingHead(nn.Module):
         return pooled
 
 
-def truncate_and_normalize(vectors: torch.Tensor, dim: int | None, normalize: bool) -> torch.Tensor:
-    """Keep the first `dim` values (Matryoshka), then L2-normalise if asked."""
+@overload
+def truncate_and_normalize(vectors: torch.Tensor, dim: int | None, normalize: bool = ...) -> torch.Tensor: ...
+@overload
+def truncate_and_normalize(vectors: np.ndarray, dim: int | None, normalize: bool = ...) -> np.ndarray: ...
+def truncate_and_normalize(
+    vectors: torch.Tensor | np.ndarray, dim: int | None, normalize: bool = True
+) -> torch.Tensor | np.ndarray:
+    """Keep the first `dim` values of each row (Matryoshka), then L2-normalise if asked.
+
+    A tensor stays a tensor of its dtype; a numpy array comes back as a new float32 array.
+    """
+    if isinstance(vectors, np.ndarray):
+        rows = np.array(vectors[..., :dim], dtype=np.float32)
+        if normalize:
+            rows /= np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), NORM_EPS)
+        return rows
     if dim is not None:
         vectors = vectors[..., :dim]
     if normalize:
-        vectors = F.normalize(vectors, p=2, dim=-1)
+        vectors = F.normalize(vectors, p=2, dim=-1, eps=NORM_EPS)
     return vectors

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from gemvec.errors import InputError
+from gemvec.model.fingerprint import legacy_eval_fingerprint, model_fingerprint
 from gemvec.prompts import Task, parse_task
 
 if TYPE_CHECKING:
@@ -70,8 +71,7 @@ class EmbeddingSettings:
     def check(self, embedder: Embedder) -> None:
         """Raise InputError unless ``embedder`` produces the vectors these settings describe."""
         problems = []
-        found = _fingerprint(embedder)
-        if self.fingerprint and found and found != self.fingerprint:
+        if not _same_weights(self.fingerprint, embedder):
             problems.append(f"model weights differ ({embedder.model_name} vs {self.model} at training)")
         if str(embedder.precision.value) != self.precision:
             problems.append(f"precision is {embedder.precision.value}, trained with {self.precision}")
@@ -405,6 +405,16 @@ def score_predictions(
 
 
 def _fingerprint(embedder: Embedder) -> str | None:
-    from gemvec.eval.cache import model_fingerprint
+    return model_fingerprint(embedder.folder, embedder.model_name) if embedder.folder is not None else None
 
-    return model_fingerprint(embedder.folder) if embedder.folder is not None else None
+
+def _same_weights(recorded: str | None, embedder: Embedder) -> bool:
+    """Whether ``embedder`` has the weights a classifier recorded (unknowable, so True, without a
+    fingerprint on either side). Classifiers saved before the current fingerprint recorded the
+    legacy eval one: that is accepted when it matches."""
+    folder = embedder.folder
+    if not recorded or folder is None:
+        return True
+    if recorded == model_fingerprint(folder, embedder.model_name):
+        return True
+    return recorded == legacy_eval_fingerprint(folder)
