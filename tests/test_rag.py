@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gemvec.llm import Message
+from gemvec.rag import NO_SOURCES_PROMPT, Answer, AnswerStream, build_messages, parse_citations
 from gemvec.store import Collection
-from gemvec.tasks.rag import NO_SOURCES_PROMPT, Answer, AnswerStream, build_messages, parse_citations
 
 FACTS = {
     "fleming": "Alexander Fleming discovered penicillin in 1928 in London.",

@@ -18,7 +18,7 @@ PASSAGES = {
 
 @pytest.mark.real_model
 def test_cross_lingual_dense_and_hybrid(tmp_path: Path, real_embedder) -> None:
-    coll = Collection.create(tmp_path / "c", embedder=real_embedder, dim=256, precision="int8")
+    coll = Collection.create(tmp_path / "c", embedder=real_embedder, dim=256, vectors="int8")
     coll.add_texts(list(PASSAGES.values()), ids=list(PASSAGES))
     assert coll.search("Qui a découvert la pénicilline ?", k=1, mode="dense")[0].source == "fleming"
     assert (

@@ -45,7 +45,8 @@ def write_docs(folder: Path, n: int, start: int = 0) -> None:
 
 
 def consistent(coll: Collection) -> None:
-    """The index holds exactly the chunk ids in SQLite, and every document has all its chunks."""
+    """The index holds exactly the chunk ids in SQLite; every complete document has all its chunks and
+    an incomplete one (a long document interrupted mid-way) its leading chunks."""
     ids = {r[0] for r in coll.conn.execute("SELECT id FROM chunks")}
     index = coll.index
     assert index.ntotal == len(ids)
@@ -53,7 +54,9 @@ def consistent(coll: Collection) -> None:
     assert found == ids
     bad = coll.conn.execute(
         "SELECT COUNT(*) FROM documents d "
-        "WHERE n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)"
+        "WHERE (complete AND n_chunks != (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id)) "
+        "OR (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id) "
+        "!= (SELECT COALESCE(MAX(position) + 1, 0) FROM chunks c WHERE c.document_id = d.id)"
     ).fetchone()[0]
     assert bad == 0
     fts = coll.conn.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
@@ -139,7 +142,7 @@ def test_dedup_filters_and_add_texts(tmp_path: Path, tiny_embedder) -> None:
 @pytest.mark.parametrize("precision", ["int8", "binary"])
 def test_quantised_precisions_rescore_exactly(tmp_path: Path, tiny_embedder, precision: str) -> None:
     write_docs(tmp_path / "docs", 30)
-    coll = Collection.create(tmp_path / "c", embedder=tiny_embedder, precision=precision)
+    coll = Collection.create(tmp_path / "c", embedder=tiny_embedder, vectors=precision)
     coll.add([tmp_path / "docs"])
     consistent(coll)
     query = tiny_embedder.encode_query(["Document 7 talks about"])[0]
@@ -169,11 +172,11 @@ def test_ann_index_chosen_past_threshold(tmp_path: Path, tiny_embedder, monkeypa
 
 
 def test_refuses_other_model_dim_or_precision(tmp_path: Path, tiny_embedder) -> None:
-    Collection.create(tmp_path / "c", embedder=tiny_embedder, dim=32, precision="int8").close()
+    Collection.create(tmp_path / "c", embedder=tiny_embedder, dim=32, vectors="int8").close()
     with pytest.raises(CollectionMismatchError, match="dim 32, not 64"):
         Collection.open(tmp_path / "c", dim=64)
     with pytest.raises(CollectionMismatchError, match="vector precision int8, not binary"):
-        Collection.open(tmp_path / "c", precision="binary")
+        Collection.open(tmp_path / "c", vectors="binary")
     other = make_tiny_checkpoint(tmp_path / "other", dense_dim=96)
     from gemvec import Embedder
 

@@ -24,6 +24,14 @@ def _matches(path: Path, root: Path, patterns: Sequence[str]) -> bool:
     )
 
 
+def resolve_path(raw: str | Path) -> Path:
+    """The absolute path with symlinks resolved; a symlink loop is an InputError, not a traceback."""
+    try:
+        return Path(raw).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # Python raises RuntimeError("Symlink loop ...")
+        raise InputError(f"{raw} cannot be resolved ({exc}); is it a symlink loop?") from None
+
+
 def find_files(
     paths: Iterable[str | Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
 ) -> list[Path]:
@@ -34,7 +42,7 @@ def find_files(
     """
     found: dict[Path, None] = {}
     for raw in paths:
-        root = Path(raw).expanduser().resolve()
+        root = resolve_path(raw)
         if root.is_file():
             if not _matches(root, root.parent, exclude):
                 found[root] = None

@@ -5,6 +5,9 @@ coll.add(["~/notes"], include=["*.md"])              # chunk, embed, commit batc
 coll.sync()                                          # re-embed changed files, drop deleted ones
 hits = coll.search("how do I ...", k=5, mode="hybrid")
 answer = coll.ask("how do I ...", make_generator("smollm2"))
+
+The collection owns its storage and search: the writer and the file scanner return what they
+committed or what should go, and only this class changes the index (:mod:`live_index`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,21 +25,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gemvec.errors import InputError
+from gemvec.errors import CollectionLockedError, CollectionNotFoundError
 from gemvec.ingest.loaders import SourceDocument, TableOptions
-from gemvec.ingest.walk import find_files
-from gemvec.store import db, files, persist, writer
-from gemvec.store.identity import CollectionError, check_same, model_fingerprint
+from gemvec.ingest.walk import find_files, resolve_path
+from gemvec.store import db, files, search, writer
+from gemvec.store.creation import create_database, open_database
+from gemvec.store.identity import check_same, model_id, verify_model
+from gemvec.store.live_index import Change, LiveIndex
+from gemvec.store.options import resolve_options
 from gemvec.store.paths import DB_FILE, resolve_collection
+from gemvec.store.search import Hit
 from gemvec.store.vectors import IndexSpec, VectorIndex, parse_vector_precision
 
 if TYPE_CHECKING:
     from gemvec.embedder import Embedder
     from gemvec.llm.base import Generator
-    from gemvec.tasks.rag import Answer, AnswerStream
-    from gemvec.tasks.search import Hit
+    from gemvec.rag import Answer, AnswerStream
 
-SAVE_INTERVAL_S = 60.0  # during long ingests the index file is refreshed this often
 LOCK_FILE = "write.lock"
 
 
@@ -73,29 +76,39 @@ class Collection:
     """Documents, chunks and vectors in one folder. Build with :meth:`create` or :meth:`open`."""
 
     def __init__(
-        self, folder: Path, conn, settings: dict[str, str], embedder: Embedder | None = None
+        self,
+        folder: Path,
+        conn,
+        settings: dict[str, str],
+        embedder: Embedder | None = None,
+        *,
+        model: str | None = None,
+        precision: str | None = None,
     ) -> None:
         self.folder = folder
         self.conn = conn
         self.settings = settings
-        self._embedder = embedder
         self.dim = int(settings["dim"])
-        self.precision = parse_vector_precision(settings["precision"])
+        self.vectors = parse_vector_precision(settings["precision"])
         self.chunk_tokens = int(settings["chunk_tokens"])
         self.overlap = int(settings["overlap"])
-        self._spec = IndexSpec(self.dim, self.precision)
-        self._index: VectorIndex | None = None
-        self._index_max_id = 0
-        self._index_epoch = 0
-        self._data_version = -1
-        self._last_save = time.monotonic()
+        self._index = LiveIndex(conn, folder, IndexSpec(self.dim, self.vectors))
+        self._model = model  # loaded lazily: the collection's own model unless overridden
+        self._precision = precision  # compute precision to load it at (None: the CPU's default)
+        self._embedder: Embedder | None = None
         self._lock_fd: int | None = None
-        self._stale = False  # the index holds removed ids it cannot drop in place
         self._lock = threading.RLock()  # one connection shared by threads (e.g. the HTTP server)
+        if embedder is not None:
+            self._set_embedder(embedder)
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+    @property
+    def precision(self):
+        """Deprecated: the stored vector precision is :attr:`vectors`."""
+        return self.vectors
 
     # -- creating and opening ---------------------------------------------------------------
 
@@ -107,45 +120,45 @@ class Collection:
         model: str | None = None,
         embedder: Embedder | None = None,
         dim: int | None = None,
+        vectors: str | None = None,
         precision: str | None = None,
-        compute_precision: str | None = None,
         chunk_tokens: int = 256,
         overlap: int = 32,
         exist_ok: bool = False,
+        **deprecated: Any,
     ) -> Collection:
-        """A new, empty collection. ``precision`` is the stored vector precision: float32, int8, binary."""
+        """A new, empty collection (or the existing one with ``exist_ok``).
+
+        ``vectors``: how vectors are stored and indexed (float32, int8 or binary); ``precision``:
+        the model's compute precision (float32, bfloat16, int8, int4), as in ``Embedder.load``.
+        """
+        options = resolve_options(vectors, precision, deprecated, "create")
         folder = resolve_collection(name_or_path)
-        if (folder / DB_FILE).exists():
-            if exist_ok:
-                return cls.open(folder, model=model, embedder=embedder, dim=dim, precision=precision)
-            raise CollectionError(f"Collection {folder} already exists; open it, or delete it first.")
-        vector_precision = parse_vector_precision(precision)
-        embedder = embedder or _load_embedder(model, compute_precision)
+        if (folder / DB_FILE).exists() and exist_ok:
+            return cls.open(folder, model=model, embedder=embedder, dim=dim, **options.open_kwargs())
+        embedder = embedder or _load_embedder(model, options.precision)
         from gemvec.embedder import check_dim
 
         dim = check_dim(dim, embedder.dim)
-        if vector_precision.value == "binary" and dim % 8:
-            raise InputError(f"Binary vectors need a dim divisible by 8, got {dim}.")
-        folder.mkdir(parents=True, exist_ok=True)
-        conn = db.connect(folder / DB_FILE)
-        with db.Transaction(conn):
-            db.set_settings(
-                conn,
-                {
-                    "model": embedder.model_name,
-                    "model_path": str(embedder.folder or ""),
-                    "model_id": model_fingerprint(embedder),
-                    "dim": str(dim),
-                    "precision": vector_precision.value,
-                    "compute_precision": str(getattr(embedder.precision, "value", embedder.precision)),
-                    "chunk_tokens": str(chunk_tokens),
-                    "overlap": str(overlap),
-                    "created_at": str(time.time()),
-                    "epoch": "0",
-                    "roots": "[]",
-                },
-            )
-        return cls(folder, conn, db.get_settings(conn), embedder)
+        settings = {
+            "model": embedder.model_name,
+            "model_path": str(embedder.folder or ""),
+            "model_id": model_id(embedder),
+            "dim": str(dim),
+            "precision": options.vectors.value,
+            "compute_precision": str(getattr(embedder.precision, "value", embedder.precision)),
+            "chunk_tokens": str(chunk_tokens),
+            "overlap": str(overlap),
+            "epoch": "0",
+            "roots": "[]",
+        }
+        conn, created = create_database(folder, settings, exist_ok=exist_ok)
+        out = cls(folder, conn, db.get_settings(conn))
+        if not created:  # another process created it first
+            out._model = model
+            check_same(folder.name, "dim", out.dim, dim, "open it without --dim, or use a new collection.")
+        out._set_embedder(embedder)
+        return out
 
     @classmethod
     def open(
@@ -155,41 +168,27 @@ class Collection:
         model: str | None = None,
         embedder: Embedder | None = None,
         dim: int | None = None,
+        vectors: str | None = None,
         precision: str | None = None,
+        **deprecated: Any,
     ) -> Collection:
-        """An existing collection. Asking for another dim or precision than it was built with is refused.
+        """An existing collection; another dim or vector precision than it was built with is refused.
 
         The embedding model loads on first use: ``embedder`` if given, else ``model``, else the
-        one the collection was built with; a different model is refused.
+        one the collection was built with, at compute ``precision``; a different model is refused.
         """
+        options = resolve_options(vectors, precision, deprecated, "open")
         folder = resolve_collection(name_or_path)
         if not (folder / DB_FILE).is_file():
-            raise CollectionError(
+            raise CollectionNotFoundError(
                 f"No collection at {folder}. Create it with `gemvec index PATH -c {name_or_path}`."
             )
-        conn = db.connect(folder / DB_FILE)
-        settings = db.get_settings(conn)
-        if "dim" not in settings:
-            raise CollectionError(
-                f"{folder / DB_FILE} has no settings: it was not created by gemvec or is damaged."
-            )
+        conn, settings = open_database(folder)
         hint = "open it without these options, or index into a new collection."
         check_same(folder.name, "dim", settings["dim"], dim, hint)
-        if precision is not None:
-            check_same(
-                folder.name,
-                "vector precision",
-                settings["precision"],
-                parse_vector_precision(precision).value,
-                hint,
-            )
-        out = cls(folder, conn, settings)
-        out._model_override = model
-        if embedder is not None:
-            out._set_embedder(embedder)
-        return out
-
-    _model_override: str | None = None
+        if options.vectors_given:
+            check_same(folder.name, "vector precision", settings["precision"], options.vectors.value, hint)
+        return cls(folder, conn, settings, embedder, model=model, precision=options.precision)
 
     @property
     def encode_dim(self) -> int | None:
@@ -200,24 +199,20 @@ class Collection:
     def embedder(self) -> Embedder:
         """The embedding model: loaded on first use, checked against the one the collection was built with."""
         if self._embedder is None:
-            model = self._model_override
+            model = self._model
             if model is None:
                 stored = self.settings.get("model_path") or ""
                 model = stored if stored and Path(stored).is_dir() else self.settings["model"]
-            self._set_embedder(_load_embedder(model, None))
+            self._set_embedder(_load_embedder(model, self._precision))
         assert self._embedder is not None
         return self._embedder
 
     def _set_embedder(self, embedder: Embedder) -> None:
-        built, got = self.settings["model_id"], model_fingerprint(embedder)
-        if built != got:
-            check_same(
-                self.name,
-                "model",
-                f"{self.settings['model']} (id {built})",
-                f"{embedder.model_name} (id {got})",
-                f"load {self.settings['model']}, or index into a new collection.",
-            )
+        migrated = verify_model(self.settings["model_id"], self.settings["model"], self.name, embedder)
+        if migrated is not None:  # built before content fingerprints: store the new id
+            with db.Transaction(self.conn):
+                db.set_settings(self.conn, {"model_id": migrated})
+            self.settings = db.get_settings(self.conn)
         self._embedder = embedder
 
     def close(self) -> None:
@@ -229,56 +224,24 @@ class Collection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the index --------------------------------------------------------------------------
+    # -- the index and the write lock --------------------------------------------------------
 
     @property
     def index(self) -> VectorIndex:
-        """The FAISS index, loaded and verified on first use and caught up with other writers' commits."""
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if self._index is None or version != self._data_version:
-            self._sync_index()
-            self._data_version = version
-        assert self._index is not None
-        return self._index
+        """The FAISS index, verified against the database and caught up with other writers' commits."""
+        with self._lock:
+            locked_here = False
 
-    def _sync_index(self) -> None:
-        count, max_id, epoch = persist.db_state(self.conn)
-        if self._index is not None and epoch == self._index_epoch:
-            for ids, vectors in db.iter_vectors(self.conn, self.dim, after_id=self._index_max_id):
-                self._index.add(ids, vectors)
-            if not self._index.needs_rebuild(count):
-                self._index_max_id = max_id
-                return
-        self._index, changed = persist.open_index(self.conn, self.folder, self._spec)
-        self._index_max_id, self._index_epoch = max_id, epoch
-        if changed and self._try_lock():
+            def try_lock() -> bool:
+                nonlocal locked_here
+                locked_here = self._lock_fd is None and self._try_lock()
+                return locked_here or self._lock_fd is not None
+
             try:
-                self._save_index()
+                return self._index.current(try_lock)
             finally:
-                self._unlock()
-
-    def _index_changed(self, new_ids: list[int], vectors: np.ndarray, removed: list[int]) -> None:
-        """Called right after each commit of ours (we hold the write lock, so nobody else wrote)."""
-        index = self.index
-        if removed and not index.remove(np.asarray(removed)):
-            self._stale = True  # HNSW cannot remove ids: rebuilt on save; hits on them are dropped meanwhile
-        if new_ids:
-            index.add(np.asarray(new_ids), vectors)
-        _, self._index_max_id, self._index_epoch = persist.db_state(self.conn)
-        if time.monotonic() - self._last_save > SAVE_INTERVAL_S:
-            self._save_index()
-
-    def _save_index(self) -> None:
-        if self._index is None:
-            return
-        count, max_id, epoch = persist.db_state(self.conn)
-        if self._stale or self._index.needs_rebuild(count):
-            self._index = persist.rebuild_index(self.conn, self._spec)
-            self._index_max_id, self._index_epoch, self._stale = max_id, epoch, False
-        persist.save_index(self.folder, self._index, self._index_max_id, self._index_epoch)
-        self._last_save = time.monotonic()
-
-    # -- writing ----------------------------------------------------------------------------
+                if locked_here:
+                    self._unlock()
 
     def _try_lock(self) -> bool:
         fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -301,17 +264,48 @@ class Collection:
         """One writer at a time (a lock file the OS releases even on kill -9); save the index at the end."""
         with self._lock:
             if not self._try_lock():
-                raise CollectionError(
-                    f"Collection {self.name} is being written by another process; try again later."
+                raise CollectionLockedError(
+                    f"Collection {self.name} is being written by another process; try again when it is done."
                 )
             try:
                 _ = self.index
                 yield
             finally:
                 try:
-                    self._save_index()
+                    self._index.save()
                 finally:
                     self._unlock()
+
+    def _delete_documents(self, document_ids: list[int]) -> None:
+        """Delete documents, their chunks and their files' records (the caller holds the write lock)."""
+        if not document_ids:
+            return
+        with db.Transaction(self.conn) as conn:
+            removed = db.delete_documents(conn, document_ids)
+            paths = {r[0] for r in conn.execute("SELECT path FROM files")}
+            live = {r[0] for r in conn.execute("SELECT DISTINCT path FROM documents WHERE path IS NOT NULL")}
+            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths - live])
+        self._index.apply(Change(removed=removed))
+
+    def _ingest(
+        self, docs: list[SourceDocument], report: writer.IngestReport, options: dict[str, Any]
+    ) -> set[str]:
+        """Embed and commit ``docs``; return the sources skipped as duplicates of stored documents."""
+        plan = writer.plan(self.conn, docs, report, self.embedder.tokenizer, self.chunk_tokens, self.overlap)
+        batch_size = options.get("batch_size", 32)
+
+        def embed(texts: list[str], titles: list[str | None]) -> np.ndarray:
+            return self.embedder.encode_document(
+                texts, titles=titles, dim=self.encode_dim, batch_size=batch_size, show_progress=False
+            )
+
+        self._delete_documents(plan.obsolete)
+        report.removed += len(plan.obsolete)
+        for change in writer.write(self.conn, embed, plan.pending, report, options.get("progress")):
+            self._index.apply(change)
+        return plan.duplicate_sources
+
+    # -- writing ----------------------------------------------------------------------------
 
     def add(
         self,
@@ -327,18 +321,24 @@ class Collection:
         """Ingest files and folders (recursively). Unchanged files and documents are skipped.
 
         ``remove_missing``: also delete documents under these paths whose files are gone (sync).
+        Unreadable files are reported in ``IngestReport.failed`` and do not stop the others.
         """
-        roots = [str(Path(p).expanduser().resolve()) for p in paths]
+        roots = [str(resolve_path(p)) for p in paths]
         found = find_files(roots, include, exclude)
         report = writer.IngestReport()
         with self._writing():
-            docs, markers = files.read_changed(self, found, table, report)
-            pending = writer.plan(self, docs, report)
-            writer.write(self, pending, report, progress, batch_size=batch_size)
-            files.finish_files(self, markers, report)
-            if remove_missing:
-                files.remove_missing(self, roots, {str(p) for p in found}, report)
-            files.remember_roots(self, roots, include, exclude, table)
+            if remove_missing:  # first, so a duplicate of a deleted file is stored in its place
+                gone = files.missing_documents(self.conn, roots, {str(p) for p in found})
+                self._delete_documents(gone)
+                report.removed += len(gone)
+            docs, markers = files.read_changed(self.conn, found, table, report)
+            duplicates = self._ingest(docs, report, {"progress": progress, "batch_size": batch_size})
+            stale = files.stale_documents(self.conn, markers)
+            self._delete_documents(stale)
+            report.removed += len(stale)
+            files.record_files(self.conn, markers, duplicates)
+            files.remember_roots(self.conn, self.settings.get("roots", "[]"), roots, include, exclude, table)
+            self.settings = db.get_settings(self.conn)
         return report
 
     def sync(
@@ -356,7 +356,9 @@ class Collection:
             if not Path(root["path"]).exists():
                 part = writer.IngestReport()
                 with self._writing():
-                    files.remove_missing(self, [root["path"]], set(), part)
+                    gone = files.missing_documents(self.conn, [root["path"]], set())
+                    self._delete_documents(gone)
+                    part.removed += len(gone)
             else:
                 part = self.add(
                     [root["path"]],
@@ -366,8 +368,7 @@ class Collection:
                     remove_missing=True,
                     **options,
                 )
-            for key, value in part.to_dict().items():
-                setattr(total, key, getattr(total, key) + value)
+            total.merge(part)
         return total
 
     def add_texts(
@@ -391,7 +392,7 @@ class Collection:
             )
         report = writer.IngestReport()
         with self._writing():
-            writer.write(self, writer.plan(self, docs, report), report, progress)
+            self._ingest(docs, report, {"progress": progress})
         return report
 
     def delete(self, sources: Iterable[str | os.PathLike[str]]) -> int:
@@ -400,25 +401,15 @@ class Collection:
         with self._writing():
             ids: set[int] = set()
             for key in keys:
-                absolute = str(Path(key).expanduser().resolve()) if not key.startswith("text:") else key
+                absolute = str(resolve_path(key)) if not key.startswith("text:") else key
                 for value in {key, absolute}:
                     rows = self.conn.execute(
                         "SELECT id FROM documents WHERE source = ? OR path = ? OR path LIKE ? ESCAPE '\\'",
                         (value, value, files.like_prefix(value)),
                     )
                     ids.update(r[0] for r in rows)
-            self._delete_ids(sorted(ids))
+            self._delete_documents(sorted(ids))
         return len(ids)
-
-    def _delete_ids(self, document_ids: list[int]) -> None:
-        if not document_ids:
-            return
-        with db.Transaction(self.conn) as conn:
-            removed = db.delete_documents(conn, document_ids)
-            paths = {r[0] for r in conn.execute("SELECT path FROM files")}
-            live = {r[0] for r in conn.execute("SELECT DISTINCT path FROM documents WHERE path IS NOT NULL")}
-            conn.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths - live])
-        self._index_changed([], np.empty((0, self.dim), np.float32), removed)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -433,10 +424,19 @@ class Collection:
         self, query: str, k: int = 10, mode: str = "hybrid", filters: dict[str, Any] | None = None
     ) -> list[Hit]:
         """Top ``k`` chunks for ``query``: mode ``dense``, ``keyword`` (BM25) or ``hybrid`` (RRF of both)."""
-        from gemvec.tasks.search import search
-
+        search.check_query(query, k, mode)
+        depth = k if mode != "hybrid" else search.hybrid_depth(k)
+        rankings = []
+        if mode in ("dense", "hybrid"):
+            vector = self.embedder.encode_query([query], dim=self.encode_dim, show_progress=False)[0]
+            with self._lock:
+                rankings.append(search.dense(self.conn, self.index, vector, depth, filters))
+        if mode in ("keyword", "hybrid"):
+            with self._lock:
+                rankings.append(search.keyword(self.conn, query, depth, filters))
+        scored = rankings[0] if len(rankings) == 1 else search.rrf(rankings, k)
         with self._lock:
-            return search(self, query, k=k, mode=mode, filters=filters)
+            return search.hydrate(self.conn, scored)
 
     def ask(
         self,
@@ -450,8 +450,8 @@ class Collection:
         max_tokens: int = 512,
         temperature: float = 0.0,
     ) -> Answer | AnswerStream:
-        """Answer from the collection with numbered citations (see :func:`gemvec.tasks.rag.ask`)."""
-        from gemvec.tasks.rag import ask
+        """Answer from the collection with numbered citations (see :func:`gemvec.rag.ask`)."""
+        from gemvec.rag import ask
 
         return ask(
             self,
@@ -465,10 +465,16 @@ class Collection:
             temperature=temperature,
         )
 
+    def count(self) -> tuple[int, int]:
+        """(documents, chunks)."""
+        with self._lock:
+            documents = self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            chunks = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return documents, chunks
+
     def info(self) -> dict[str, Any]:
-        documents = self.conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-        chunks = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        kind = self._spec.for_size(chunks).kind
+        documents, chunks = self.count()
+        kind = IndexSpec(self.dim, self.vectors).for_size(chunks).kind
         return {
             "name": self.name,
             "path": str(self.folder),
@@ -477,22 +483,13 @@ class Collection:
             "model": self.settings["model"],
             "model_id": self.settings["model_id"],
             "dim": self.dim,
-            "precision": self.precision.value,
-            "index": f"{kind}-{self.precision.value}" if kind == "hnsw" else f"exact-{self.precision.value}",
+            "precision": self.vectors.value,
+            "index": f"{kind}-{self.vectors.value}" if kind == "hnsw" else f"exact-{self.vectors.value}",
             "chunk_tokens": self.chunk_tokens,
             "overlap": self.overlap,
             "roots": [r["path"] for r in json.loads(self.settings.get("roots", "[]"))],
             "size_bytes": sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file()),
         }
-
-
-def delete_collection(name_or_path: str | os.PathLike[str]) -> Path:
-    """Remove a collection folder (only if it holds a gemvec database); return its path."""
-    folder = resolve_collection(name_or_path)
-    if not (folder / DB_FILE).is_file():
-        raise CollectionError(f"No collection at {folder}.")
-    shutil.rmtree(folder)
-    return folder
 
 
 def _load_embedder(model: str | None, precision: str | None) -> Embedder:

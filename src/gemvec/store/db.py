@@ -44,6 +44,11 @@ MIGRATIONS: list[str] = [
     CREATE VIRTUAL TABLE chunks_fts USING fts5(text, title, tokenize = 'unicode61 remove_diacritics 2');
     CREATE TABLE files (path TEXT PRIMARY KEY, hash TEXT NOT NULL);
     """,
+    # A long document is committed in slices of chunks; until the last one it is incomplete,
+    # and an interrupted ingest resumes after its last committed chunk.
+    """
+    ALTER TABLE documents ADD COLUMN complete INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 
@@ -107,27 +112,39 @@ class DocumentRow:
     title: str | None
     hash: str
     metadata: dict = field(default_factory=dict)
-    chunks: list[ChunkRow] = field(default_factory=list)
 
 
-def insert_document(conn: sqlite3.Connection, doc: DocumentRow, now: float) -> list[int]:
-    """Insert one document with its chunks (inside the caller's transaction); return the chunk ids."""
+def insert_document(
+    conn: sqlite3.Connection, doc: DocumentRow, n_chunks: int, now: float, complete: bool = True
+) -> int:
+    """Insert one document and its chunks (inside the caller's transaction); return the document id.
+
+    ``complete=False`` marks a document whose remaining chunks follow in later transactions
+    (:func:`insert_chunks`, then :func:`mark_complete`).
+    """
     cur = conn.execute(
-        "INSERT INTO documents(source, path, title, hash, metadata, n_chunks, added_at) "
-        "VALUES (?,?,?,?,?,?,?)",
+        "INSERT INTO documents(source, path, title, hash, metadata, n_chunks, added_at, complete) "
+        "VALUES (?,?,?,?,?,?,?,?)",
         (
             doc.source,
             doc.path,
             doc.title,
             doc.hash,
             json.dumps(doc.metadata, ensure_ascii=False),
-            len(doc.chunks),
+            n_chunks,
             now,
+            int(complete),
         ),
     )
-    document_id = cur.lastrowid
+    return int(cur.lastrowid)
+
+
+def insert_chunks(
+    conn: sqlite3.Connection, document_id: int, title: str | None, chunks: Sequence[ChunkRow]
+) -> list[int]:
+    """Insert chunks of a document with their FTS rows (inside the caller's transaction); return their ids."""
     ids = []
-    for chunk in doc.chunks:
+    for chunk in chunks:
         cur = conn.execute(
             "INSERT INTO chunks(document_id, position, start, end, n_tokens, text, vector) "
             "VALUES (?,?,?,?,?,?,?)",
@@ -144,9 +161,19 @@ def insert_document(conn: sqlite3.Connection, doc: DocumentRow, now: float) -> l
         ids.append(cur.lastrowid)
         conn.execute(
             "INSERT INTO chunks_fts(rowid, text, title) VALUES (?, ?, ?)",
-            (cur.lastrowid, chunk.text, doc.title or ""),
+            (cur.lastrowid, chunk.text, title or ""),
         )
     return ids
+
+
+def mark_complete(conn: sqlite3.Connection, document_id: int, n_chunks: int) -> None:
+    conn.execute("UPDATE documents SET complete = 1, n_chunks = ? WHERE id = ?", (n_chunks, document_id))
+
+
+def committed_chunks(conn: sqlite3.Connection, document_id: int) -> int:
+    """How many leading chunks of an incomplete document are committed (positions 0..n-1)."""
+    row = conn.execute("SELECT COUNT(*) FROM chunks WHERE document_id = ?", (document_id,)).fetchone()
+    return int(row[0])
 
 
 def delete_documents(conn: sqlite3.Connection, document_ids: Sequence[int]) -> list[int]:

@@ -1,8 +1,9 @@
 """The file side of ingest: which files changed, which vanished, and which folders to sync later.
 
-A file's raw-bytes hash is recorded only after all its documents are committed, so a file
-interrupted mid-way is read again on the next run (its committed documents are then skipped
-by their content hash).
+These functions read and record; they return document ids to delete rather than deleting, so
+the collection applies every change to its index in one place. A file's raw-bytes hash is
+recorded only after all its documents are committed, so a file interrupted mid-way is read
+again on the next run (its committed documents are then skipped by their content hash).
 """
 
 from __future__ import annotations
@@ -11,14 +12,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from sqlite3 import Connection
 
 from gemvec.ingest.loaders import SourceDocument, TableOptions, load_file
 from gemvec.store import db
 from gemvec.store.writer import IngestReport
-
-if TYPE_CHECKING:
-    from gemvec.store.collection import Collection
 
 Marker = tuple[str, str, list[str]]  # (file path, file hash, sources it yielded)
 
@@ -30,22 +28,22 @@ def like_prefix(path: str) -> str:
 
 
 def read_changed(
-    coll: Collection, paths: list[Path], table: TableOptions | None, report: IngestReport
+    conn: Connection, paths: list[Path], table: TableOptions | None, report: IngestReport
 ) -> tuple[list[SourceDocument], list[Marker]]:
     """Documents of the files whose bytes changed since last recorded; unreadable files are reported."""
-    known = dict(coll.conn.execute("SELECT path, hash FROM files").fetchall())
+    known = dict(conn.execute("SELECT path, hash FROM files").fetchall())
     docs: list[SourceDocument] = []
     markers: list[Marker] = []
     for path in paths:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if known.get(str(path)) == digest:
-            report.unchanged += coll.conn.execute(
-                "SELECT COUNT(*) FROM documents WHERE path = ?", (str(path),)
-            ).fetchone()[0]
-            continue
         try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if known.get(str(path)) == digest:
+                report.unchanged += conn.execute(
+                    "SELECT COUNT(*) FROM documents WHERE path = ?", (str(path),)
+                ).fetchone()[0]
+                continue
             loaded = load_file(path, table)
-        except Exception as exc:  # a bad file must not stop the others
+        except Exception as exc:  # a bad or unreadable file must not stop the others
             report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
             continue
         docs += loaded
@@ -53,45 +51,56 @@ def read_changed(
     return docs, markers
 
 
-def finish_files(coll: Collection, markers: list[Marker], report: IngestReport) -> None:
-    """Record files as done and drop rows that vanished from changed JSONL/CSV files."""
+def stale_documents(conn: Connection, markers: list[Marker]) -> list[int]:
+    """Ids of documents that vanished from changed JSONL/CSV files (rows no longer in them)."""
     stale: list[int] = []
     for path, _, sources in markers:
         wanted = set(sources)
-        rows = coll.conn.execute("SELECT id, source FROM documents WHERE path = ?", (path,)).fetchall()
+        rows = conn.execute("SELECT id, source FROM documents WHERE path = ?", (path,)).fetchall()
         stale += [doc_id for doc_id, source in rows if source not in wanted]
-    report.removed += len(stale)
-    coll._delete_ids(stale)
-    with db.Transaction(coll.conn) as conn:
+    return stale
+
+
+def record_files(conn: Connection, markers: list[Marker], skipped_sources: set[str]) -> None:
+    """Record files as done, except those with a document skipped as a duplicate of another source.
+
+    Such a file is read again next time, so its content is stored once the original is gone.
+    """
+    done = [(path, digest) for path, digest, sources in markers if skipped_sources.isdisjoint(sources)]
+    with db.Transaction(conn):
         conn.executemany(
             "INSERT INTO files(path, hash) VALUES (?, ?) "
             "ON CONFLICT(path) DO UPDATE SET hash = excluded.hash",
-            [(path, digest) for path, digest, _ in markers],
+            done,
+        )
+        conn.executemany(
+            "DELETE FROM files WHERE path = ?",
+            [(path,) for path, _, sources in markers if not skipped_sources.isdisjoint(sources)],
         )
 
 
-def remove_missing(coll: Collection, roots: list[str], present: set[str], report: IngestReport) -> None:
-    """Delete documents under ``roots`` whose file is not in ``present``."""
+def missing_documents(conn: Connection, roots: list[str], present: set[str]) -> list[int]:
+    """Ids of documents under ``roots`` whose file is not in ``present``."""
     gone: list[int] = []
     for root in roots:
-        rows = coll.conn.execute(
+        rows = conn.execute(
             "SELECT id, path FROM documents WHERE path = ? OR path LIKE ? ESCAPE '\\'",
             (root, like_prefix(root)),
         )
         gone += [doc_id for doc_id, path in rows if path not in present]
-    report.removed += len(gone)
-    coll._delete_ids(gone)
+    return gone
 
 
 def remember_roots(
-    coll: Collection,
+    conn: Connection,
+    known_json: str,
     roots: list[str],
     include: Sequence[str],
     exclude: Sequence[str],
     table: TableOptions | None,
 ) -> None:
     """Store the folders and their options, so a later ``sync()`` without paths can redo them."""
-    known = {r["path"]: r for r in json.loads(coll.settings.get("roots", "[]"))}
+    known = {r["path"]: r for r in json.loads(known_json or "[]")}
     for root in roots:
         known[root] = {
             "path": root,
@@ -99,6 +108,5 @@ def remember_roots(
             "exclude": list(exclude),
             "table": dict(table.__dict__) if table else None,
         }
-    with db.Transaction(coll.conn) as conn:
+    with db.Transaction(conn):
         db.set_settings(conn, {"roots": json.dumps(list(known.values()))})
-    coll.settings = db.get_settings(coll.conn)

@@ -1,7 +1,10 @@
 """RAG: retrieve passages, number them in a prompt, generate, and map ``[n]`` citations back to sources.
 
-    answer = coll.ask("Who discovered penicillin?", make_generator("smollm2"))
+    answer = ask(retriever, "Who discovered penicillin?", make_generator("smollm2"))
     answer.text, answer.citations, answer.sources[0].hit.path
+
+The retriever is anything with a ``search(query, k=, mode=, filters=)`` returning passages
+(a :class:`gemvec.store.Collection` is one; ``coll.ask(...)`` calls this module).
 
 With ``stream=True`` an :class:`AnswerStream` is returned instead: iterate it for text pieces
 as they are generated; its ``sources`` are known before the first piece and its ``answer``
@@ -11,16 +14,12 @@ as they are generated; its ``sources`` are known before the first piece and its 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gemvec.errors import InputError
 from gemvec.llm import Generator, Message, make_generator
-from gemvec.tasks.search import Hit
-
-if TYPE_CHECKING:
-    from gemvec.store.collection import Collection
 
 MAX_SOURCE_CHARS = 1500  # per source in the prompt, so k sources fit a small model's context
 SYSTEM_PROMPT = (
@@ -33,13 +32,32 @@ NO_SOURCES_PROMPT = (
     "No sources were found for the question below. Tell the user, in one short sentence and in "
     "the same language as the question, that the collection does not contain the answer."
 )
+
+
+class Passage(Protocol):
+    """A retrieved piece of text (e.g. :class:`gemvec.store.Hit`)."""
+
+    text: str
+    title: str | None
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class Retriever(Protocol):
+    """What RAG needs from a store: the top ``k`` passages for a query."""
+
+    def search(
+        self, query: str, k: int = ..., mode: str = ..., filters: dict[str, Any] | None = ...
+    ) -> Sequence[Passage]: ...
+
+
 _CITATION = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 
 
 @dataclass
 class Source:
     number: int  # the [n] the model cites
-    hit: Hit
+    hit: Passage
     cited: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +86,7 @@ class Answer:
         }
 
 
-def build_messages(question: str, hits: list[Hit], max_chars: int = MAX_SOURCE_CHARS) -> list[Message]:
+def build_messages(question: str, hits: list[Passage], max_chars: int = MAX_SOURCE_CHARS) -> list[Message]:
     """The chat prompt: instructions, then the numbered sources, then the question."""
     if not hits:
         return [
@@ -95,7 +113,7 @@ def parse_citations(text: str, n_sources: int) -> list[int]:
     return list(found)
 
 
-def _finish(question: str, text: str, hits: list[Hit]) -> Answer:
+def _finish(question: str, text: str, hits: list[Passage]) -> Answer:
     citations = parse_citations(text, len(hits))
     sources = [Source(i, hit, i in citations) for i, hit in enumerate(hits, start=1)]
     return Answer(question, text.strip(), sources, citations)
@@ -104,7 +122,7 @@ def _finish(question: str, text: str, hits: list[Hit]) -> Answer:
 class AnswerStream:
     """Iterate for text pieces; ``sources`` now, ``answer`` after the last piece."""
 
-    def __init__(self, question: str, hits: list[Hit], pieces: Iterator[str]) -> None:
+    def __init__(self, question: str, hits: list[Passage], pieces: Iterator[str]) -> None:
         self.question = question
         self.hits = hits
         self.sources = [Source(i, hit) for i, hit in enumerate(hits, start=1)]
@@ -121,7 +139,7 @@ class AnswerStream:
 
 
 def ask(
-    coll: Collection,
+    retriever: Retriever,
     question: str,
     generator: Generator | str | None = None,
     *,
@@ -136,7 +154,7 @@ def ask(
     if not isinstance(question, str) or not question.strip():
         raise InputError("The question is empty.")
     llm = generator if isinstance(generator, Generator) else make_generator(generator)
-    hits = coll.search(question, k=k, mode=mode, filters=filters) if coll.info()["chunks"] else []
+    hits = list(retriever.search(question, k=k, mode=mode, filters=filters))
     pieces = llm.stream(build_messages(question, hits), max_tokens=max_tokens, temperature=temperature)
     if stream:
         return AnswerStream(question, hits, pieces)

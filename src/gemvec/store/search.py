@@ -1,8 +1,8 @@
-"""Search a collection: dense (query prompt + FAISS), keyword (BM25 via FTS5), hybrid (RRF of both).
+"""A collection's search SQL: dense (FAISS + exact rescoring), keyword (BM25 via FTS5), hybrid (RRF).
 
 Metadata filters are a dict: ``{"lang": "en"}`` (equality), ``{"lang": ["en", "fr"]}`` (any of),
 with the special keys ``path`` (a glob when it holds ``*``), ``title`` and ``source``; every other
-key is looked up in the document's metadata.
+key is looked up in the document's metadata. :class:`gemvec.store.Collection` puts these together.
 """
 
 from __future__ import annotations
@@ -11,22 +11,21 @@ import json
 import re
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from gemvec.errors import InputError
 from gemvec.store.db import read_vectors
-from gemvec.store.vectors import RESCORE_FACTOR, rescore
-
-if TYPE_CHECKING:
-    from gemvec.store.collection import Collection
+from gemvec.store.vectors import RESCORE_FACTOR, VectorIndex, rescore
 
 MODES = ("dense", "keyword", "hybrid")
 RRF_K = 60  # the constant of reciprocal rank fusion (Cormack et al. 2009)
 EXACT_FILTER_MAX = 20_000  # filtered dense search scores the allowed chunks exactly up to this many
+MAX_FILTER_VALUES = 100_000  # values in one filter key: more is a request to split
 _COLUMNS = {"path": "d.path", "title": "d.title", "source": "d.source"}
 _WORD = re.compile(r"\w+", re.UNICODE)
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -49,10 +48,36 @@ class Hit:
         return asdict(self)
 
 
+def check_query(query: object, k: int, mode: str) -> None:
+    """Refuse an unknown mode, an empty query or k < 1 with a message that says what to send."""
+    if mode not in MODES:
+        raise InputError(f"Unknown search mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if not isinstance(query, str) or not query.strip():
+        raise InputError("The query is empty.")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be an integer of at least 1, got {k!r}.")
+
+
+def _filter_value(key: str, value: object) -> str | int | float:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise InputError(f"Filter {key!r}: {value} is outside the 64-bit integer range stored values use.")
+    if isinstance(value, (str, int, float)):
+        return value
+    return json.dumps(value)
+
+
 def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
-    """A SQL condition over ``documents d`` for the filters (``1`` when there are none)."""
+    """A SQL condition over ``documents d`` for the filters (``1`` when there are none).
+
+    Each key's values travel as one JSON array (``IN (SELECT value FROM json_each(?))``), so a
+    filter may list many values without reaching SQLite's limit on bound variables.
+    """
     if not filters:
         return "1", []
+    if not isinstance(filters, dict):
+        raise InputError("Filters must be an object of key -> value or list of values.")
     clauses, params = [], []
     for key, value in filters.items():
         column = _COLUMNS.get(key)
@@ -63,15 +88,23 @@ def filter_sql(filters: dict[str, Any] | None) -> tuple[str, list[Any]]:
         values = list(value) if isinstance(value, (list, tuple, set)) else [value]
         if not values:
             raise InputError(f"Filter {key!r} has an empty list of values.")
+        if len(values) > MAX_FILTER_VALUES:
+            raise InputError(
+                f"Filter {key!r} lists {len(values)} values; the limit is {MAX_FILTER_VALUES}. "
+                "Filter on a coarser key (e.g. a folder glob on path) or split the request."
+            )
+        values = [_filter_value(key, v) for v in values]
         if key == "path" and any(isinstance(v, str) and "*" in v for v in values):
             clauses.append("(" + " OR ".join(f"{column} GLOB ?" for _ in values) + ")")
+            params += values
         else:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-        params += [v if isinstance(v, (str, int, float)) else json.dumps(v) for v in values]
+            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(values))
     return " AND ".join(clauses), params
 
 
-def _allowed_ids(conn: sqlite3.Connection, filters: dict[str, Any] | None) -> np.ndarray | None:
+def allowed_ids(conn: sqlite3.Connection, filters: dict[str, Any] | None) -> np.ndarray | None:
+    """The chunk ids the filters let through; None when there are no filters."""
     if not filters:
         return None
     where, params = filter_sql(filters)
@@ -82,20 +115,24 @@ def _allowed_ids(conn: sqlite3.Connection, filters: dict[str, Any] | None) -> np
 
 
 def dense(
-    coll: Collection, query: str, k: int, filters: dict[str, Any] | None = None
+    conn: sqlite3.Connection,
+    index: VectorIndex,
+    vector: np.ndarray,
+    k: int,
+    filters: dict[str, Any] | None = None,
 ) -> list[tuple[int, float]]:
-    """(chunk id, cosine) best first. Quantised indexes are rescored with the stored float32 vectors."""
-    vector = coll.embedder.encode_query([query], dim=coll.encode_dim, show_progress=False)[0]
-    allowed = _allowed_ids(coll.conn, filters)
+    """(chunk id, cosine) best first. Candidates are rescored with the stored float32 vectors."""
+    dim = index.spec.dim
+    allowed = allowed_ids(conn, filters)
     if allowed is not None and len(allowed) <= EXACT_FILTER_MAX:
-        ids, vectors = read_vectors(coll.conn, allowed.tolist(), coll.dim)
+        ids, vectors = read_vectors(conn, allowed.tolist(), dim)
         scores, ids = rescore(vector, ids, vectors, k)
         return list(zip(ids.tolist(), scores.tolist(), strict=True))
-    factor = RESCORE_FACTOR[coll.precision.value]
-    _, cand = coll.index.search(vector[None, :], k * factor + 5, allowed=allowed)
+    factor = RESCORE_FACTOR[index.spec.precision.value]
+    _, cand = index.search(vector[None, :], k * factor + 5, allowed=allowed)
     cand = cand[0][cand[0] >= 0]
     # Always rescore from SQLite: exact scores, and ids deleted since the index was built drop out.
-    ids, vectors = read_vectors(coll.conn, cand.tolist(), coll.dim)
+    ids, vectors = read_vectors(conn, cand.tolist(), dim)
     scores, ids = rescore(vector, ids, vectors, k)
     return list(zip(ids.tolist(), scores.tolist(), strict=True))
 
@@ -107,14 +144,14 @@ def fts_query(text: str) -> str | None:
 
 
 def keyword(
-    coll: Collection, query: str, k: int, filters: dict[str, Any] | None = None
+    conn: sqlite3.Connection, query: str, k: int, filters: dict[str, Any] | None = None
 ) -> list[tuple[int, float]]:
     """(chunk id, BM25 score, higher is better) via FTS5."""
     match = fts_query(query)
     if match is None:
         return []
     where, params = filter_sql(filters)
-    rows = coll.conn.execute(
+    rows = conn.execute(
         f"""SELECT f.rowid, -bm25(chunks_fts) AS score FROM chunks_fts f
             JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.id = c.document_id
             WHERE chunks_fts MATCH ? AND {where} ORDER BY bm25(chunks_fts) LIMIT ?""",
@@ -132,16 +169,21 @@ def rrf(rankings: list[list[tuple[int, float]]], k: int) -> list[tuple[int, floa
     return sorted(scores.items(), key=lambda item: -item[1])[:k]
 
 
+def hybrid_depth(k: int) -> int:
+    """How many results each ranking contributes to the fusion."""
+    return max(50, 4 * k)
+
+
 def hydrate(conn: sqlite3.Connection, scored: list[tuple[int, float]]) -> list[Hit]:
     """Hits for (chunk id, score) pairs, in the same order; ids no longer in the database are dropped."""
     if not scored:
         return []
     ids = [chunk_id for chunk_id, _ in scored]
-    marks = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"""SELECT c.id, c.text, d.path, d.title, c.position, d.id, d.source, c.start, c.end, d.metadata
-            FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})""",
-        ids,
+        """SELECT c.id, c.text, d.path, d.title, c.position, d.id, d.source, c.start, c.end, d.metadata
+            FROM chunks c JOIN documents d ON d.id = c.document_id
+            WHERE c.id IN (SELECT value FROM json_each(?))""",
+        [json.dumps(ids)],
     ).fetchall()
     by_id = {r[0]: r for r in rows}
     hits = []
@@ -152,22 +194,3 @@ def hydrate(conn: sqlite3.Connection, scored: list[tuple[int, float]]) -> list[H
                 Hit(float(score), r[1], r[2], r[3], r[4], r[5], r[0], r[6], r[7], r[8], json.loads(r[9]))
             )
     return hits
-
-
-def search(
-    coll: Collection, query: str, k: int = 10, mode: str = "hybrid", filters: dict[str, Any] | None = None
-) -> list[Hit]:
-    if mode not in MODES:
-        raise InputError(f"Unknown search mode {mode!r}; choose one of {', '.join(MODES)}.")
-    if not isinstance(query, str) or not query.strip():
-        raise InputError("The query is empty.")
-    if k < 1:
-        raise InputError(f"k must be at least 1, got {k}.")
-    if mode == "dense":
-        return hydrate(coll.conn, dense(coll, query, k, filters))
-    if mode == "keyword":
-        return hydrate(coll.conn, keyword(coll, query, k, filters))
-    depth = max(50, 4 * k)
-    return hydrate(
-        coll.conn, rrf([dense(coll, query, depth, filters), keyword(coll, query, depth, filters)], k)
-    )
