@@ -104,7 +104,7 @@ def through_collection(emb, corpus_file: Path, queries, qrels, args, precision: 
         folder / "c",
         embedder=emb,
         dim=args.dim,
-        precision=precision,
+        vectors=precision,
         chunk_tokens=args.chunk_tokens,
         overlap=args.overlap,
     )
