@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gemvec.errors import DatasetError
 from gemvec.eval.datasets import (
     LabelledData,
     PairData,
@@ -17,7 +18,6 @@ from gemvec.eval.datasets import (
     load_retrieval,
     load_sts,
 )
-from gemvec.eval.records import DatasetError
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -173,7 +173,7 @@ def test_empty_file(tmp_path: Path) -> None:
         load_retrieval(folder)
     header_only = tmp_path / "h.tsv"
     header_only.write_text("sentence1\tsentence2\tscore\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="header but no records"):
+    with pytest.raises(DatasetError, match="header but no rows"):
         load_sts(header_only)
 
 

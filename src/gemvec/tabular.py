@@ -10,8 +10,13 @@ an optional label and an id, whatever the format:
 * ``.txt`` — one text per non-blank line (no labels, no ids).
 
 Column names are configurable. Every problem (missing file or column, empty file, bytes that
-are not UTF-8, a short row, a row without a label) is an :class:`~gemvec.errors.InputError`
-naming the file and line.
+are not UTF-8, a short row, a row without a label) is a :class:`~gemvec.errors.DatasetError`
+(an :class:`~gemvec.errors.InputError`) naming the file and line.
+
+This is gemvec's one reader of record files: :func:`read_table` for user tables,
+:func:`read_records` for callers that pick their own columns (collection ingest, evaluation
+datasets), and :func:`read_text` / :func:`parse_records` / :func:`sniff_format` for text that is
+already at hand (``gemvec embed``'s stdin).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from gemvec.errors import InputError
+from gemvec.errors import DatasetError
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long documents in one cell are fine
 
@@ -86,15 +91,17 @@ class Table:
 
 def detect_format(path: str | Path, format: TableFormat | str | None = None) -> TableFormat:
     """The explicit ``format`` if given, else the one the file suffix names."""
+    if isinstance(format, TableFormat):
+        return format
     if format is not None:
         try:
             return TableFormat(str(format).lower().lstrip("."))
         except ValueError:
             choices = ", ".join(f.value for f in TableFormat)
-            raise InputError(f"Unknown data format {format!r}. Choose one of: {choices}.") from None
+            raise DatasetError(f"Unknown data format {format!r}. Choose one of: {choices}.") from None
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise InputError(
+        raise DatasetError(
             f"Cannot tell the format of {path} from its suffix {suffix or '(none)'!r}; "
             f"use .csv, .tsv, .jsonl, .json or .txt, or pass the format explicitly."
         )
@@ -117,80 +124,103 @@ def read_table(
     positions ``"0"``, ``"1"``, ... Once a label column exists, every row must have a label.
     """
     fmt = detect_format(path, format)
-    source = "<stdin>" if str(path) == "-" else str(path)
-    content = _read_text(path, source)
-    if not content.strip():
-        raise InputError(f"{source} is empty: it has no rows.")
+    source = source_name(path)
     if fmt is TableFormat.TEXT:
         text_column, label_column, id_column = "text", None, None  # plain lines: nothing to name
-    records = _records(content, fmt, source)
+    records = read_records(path, fmt, require_rows=True)
+    columns = list(records[0][1])
+    if text_column not in columns:
+        raise DatasetError(_missing_column(source, "text", text_column, columns, "--text-column"))
+    has_labels = label_column is not None and label_column in columns
+    if require_labels and not has_labels:
+        raise DatasetError(_missing_column(source, "label", label_column, columns, "--label-column"))
     rows: list[Row] = []
-    has_labels: bool | None = None
-    columns: list[str] = []
     for line, record in records:
-        if not rows:
-            columns = list(record)
-            if text_column not in record:
-                raise InputError(_missing_column(source, "text", text_column, columns, "--text-column"))
-            has_labels = label_column is not None and label_column in record
-            if require_labels and not has_labels:
-                raise InputError(_missing_column(source, "label", label_column, columns, "--label-column"))
         text = _field(record, text_column, source, line)
         label = _field(record, label_column, source, line) if has_labels else None  # type: ignore[arg-type]
         if has_labels and label == "":
-            raise InputError(f"{source}:{line}: the label column {label_column!r} is empty in this row.")
+            raise DatasetError(f"{source}:{line}: the label column {label_column!r} is empty in this row.")
         row_id = record.get(id_column) if id_column else None
         rows.append(Row(str(len(rows)) if row_id is None or row_id == "" else str(row_id), text, label))
-    if not rows:
-        raise InputError(f"{source} has a header but no rows.")
     return Table(rows, source, text_column, label_column if has_labels else None)
 
 
-def read_records(path: str | Path, format: TableFormat | str | None = None) -> list[tuple[int, dict]]:
-    """(line number, record) for every row of a CSV/TSV/JSON Lines/JSON file, all columns kept —
-    for callers that pick their own columns (collections ingest rows as documents)."""
-    source = str(path)
-    return [
-        (line, dict(record))
-        for line, record in _records(_read_text(path, source), detect_format(path, format), source)
-    ]
+def read_records(
+    path: str | Path, format: TableFormat | str | None = None, *, require_rows: bool = False
+) -> list[tuple[int, dict[str, object]]]:
+    """(line number, record) for every row of a CSV/TSV/JSON Lines/JSON/text file, all columns kept —
+    for callers that pick their own columns (collections ingest rows as documents, evaluation
+    datasets). ``require_rows``: an empty file, or a header without rows, is an error."""
+    fmt, source = detect_format(path, format), source_name(path)
+    content = read_text(path)
+    if require_rows and not content.strip():
+        raise DatasetError(f"{source} is empty: it has no rows.")
+    records = [(line, dict(record)) for line, record in parse_records(content, fmt, source)]
+    if require_rows and not records:
+        raise DatasetError(f"{source} has a header but no rows.")
+    return records
 
 
-# -- internals ------------------------------------------------------------------------------
+def source_name(path: str | Path) -> str:
+    """How messages name ``path``: ``<stdin>`` for ``"-"``."""
+    return "<stdin>" if str(path) == "-" else str(path)
 
 
-def _read_text(path: str | Path, source: str) -> str:
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file (a leading BOM dropped); ``"-"`` reads stdin."""
+    source = source_name(path)
     if str(path) == "-":
         data = sys.stdin.buffer.read()
     else:
         try:
             data = Path(path).read_bytes()
         except FileNotFoundError:
-            raise InputError(f"Data file {source} does not exist.") from None
+            raise DatasetError(f"Data file {source} does not exist.") from None
         except IsADirectoryError:
-            raise InputError(f"{source} is a folder; pass a CSV, TSV, JSON Lines or text file.") from None
+            raise DatasetError(f"{source} is a folder; pass a CSV, TSV, JSON Lines or text file.") from None
     try:
         return data.decode("utf-8-sig")  # a leading BOM (Excel's CSV export) is dropped
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            f"{source}:{line}: byte {exc.object[exc.start]:#04x} is not UTF-8. Save the file as UTF-8 "
+        raise DatasetError(
+            f"{source}:{line}: byte {data[exc.start]:#04x} is not valid UTF-8. Save the file as UTF-8 "
             f"(e.g. iconv -f latin1 -t utf-8 {source} > fixed{Path(source).suffix}) and retry."
         ) from None
 
 
-def _records(content: str, fmt: TableFormat, source: str) -> Iterator[tuple[int, Mapping[str, object]]]:
-    """(line number, record) pairs; the header is checked here, columns by the caller."""
+def sniff_format(content: str) -> TableFormat:
+    """JSON Lines if the first non-blank line starts with ``{``, else one text per line."""
+    first = next((line for line in io.StringIO(content, newline=None) if line.strip()), "")
+    return TableFormat.JSONL if first.lstrip().startswith("{") else TableFormat.TEXT
+
+
+def parse_records(
+    content: str, format: TableFormat | str, source: str
+) -> Iterator[tuple[int, Mapping[str, object]]]:
+    """(line number, record) pairs of ``content`` read as ``format``; blank lines are skipped.
+
+    Text lines become ``{"text": line}``. A CSV/TSV header is checked here, columns by the caller.
+    """
+    fmt = detect_format(source, format)
     if fmt is TableFormat.TEXT:
-        for number, line in enumerate(content.splitlines(), 1):
+        # the line breaks of a text-mode file (\n, \r\n, \r), not str.splitlines()'s larger set
+        for number, line in enumerate(io.StringIO(content, newline=None), 1):
             if line.strip():
-                yield number, {"text": line}
+                yield number, {"text": line.rstrip("\n")}
     elif fmt is TableFormat.JSONL:
         yield from _jsonl_records(content, source)
     elif fmt is TableFormat.JSON:
         yield from _json_records(content, source)
     else:
         yield from _delimited_records(content, fmt, source)
+
+
+def cell_text(value: object) -> str:
+    """A record's value as text: strings as they are, other JSON values (numbers, ...) as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+# -- internals ------------------------------------------------------------------------------
 
 
 def _jsonl_records(content: str, source: str) -> Iterator[tuple[int, Mapping[str, object]]]:
@@ -200,9 +230,9 @@ def _jsonl_records(content: str, source: str) -> Iterator[tuple[int, Mapping[str
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{number}: not valid JSON ({exc.msg}).") from None
+            raise DatasetError(f"{source}:{number}: not valid JSON ({exc.msg}).") from None
         if not isinstance(record, dict):
-            raise InputError(
+            raise DatasetError(
                 f"{source}:{number}: each line must be a JSON object, got {type(record).__name__}."
             )
         yield number, record
@@ -212,9 +242,9 @@ def _json_records(content: str, source: str) -> Iterator[tuple[int, Mapping[str,
     try:
         data = json.loads(content)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
+        raise DatasetError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg}).") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise InputError(f"{source}: a .json data file must hold a list of objects (or use JSON Lines).")
+        raise DatasetError(f"{source}: a .json data file must hold a list of objects (or use JSON Lines).")
     for index, record in enumerate(data):
         yield index + 1, record
 
@@ -227,33 +257,40 @@ def _delimited_records(
     else:
         reader = csv.reader(io.StringIO(content, newline=""))
     try:
-        header = next(reader)
+        header = next(reader, None)
+        if header is None:
+            return  # an empty file
         for fields in reader:
             if not any(fields):
                 continue  # blank line
             if len(fields) != len(header):
-                raise InputError(
-                    f"{source}:{reader.line_num}: {len(fields)} fields but the header has {len(header)}. "
-                    + (
-                        "TSV fields are split on every tab; a text cannot contain one."
-                        if fmt is TableFormat.TSV
-                        else "Quote fields that contain commas."
-                    )
-                )
+                raise DatasetError(_field_count_message(source, reader.line_num, fields, header, fmt))
             yield reader.line_num, dict(zip(header, fields, strict=True))
     except csv.Error as exc:
-        raise InputError(f"{source}:{reader.line_num}: malformed {fmt.value.upper()} ({exc}).") from None
+        raise DatasetError(f"{source}:{reader.line_num}: malformed {fmt.value.upper()} ({exc}).") from None
+
+
+def _field_count_message(
+    source: str, line: int, fields: list[str], header: list[str], fmt: TableFormat
+) -> str:
+    if fmt is TableFormat.TSV:
+        kind, fix = "tab-separated fields", "Fields are split on every tab, so a text cannot contain one."
+    else:
+        kind, fix = "fields", "Quote fields that contain commas."
+    return (
+        f"{source}:{line}: {len(fields)} {kind} but the header has {len(header)} ({', '.join(header)}). {fix}"
+    )
 
 
 def _field(record: Mapping[str, object], column: str, source: str, line: int) -> str:
     value = record.get(column)
     if value is None:
-        raise InputError(f"{source}:{line}: this row has no {column!r} value.")
+        raise DatasetError(f"{source}:{line}: this row has no {column!r} value.")
     if isinstance(value, (dict, list)):
-        raise InputError(
+        raise DatasetError(
             f"{source}:{line}: {column!r} must be a string or number, got {type(value).__name__}."
         )
-    return value if isinstance(value, str) else json.dumps(value)
+    return cell_text(value)
 
 
 def _missing_column(source: str, what: str, column: str | None, columns: list[str], option: str) -> str:
@@ -271,7 +308,7 @@ def write_rows(
     """
     fmt = (format or (Path(path).suffix.lstrip(".") if path is not None else "jsonl")).lower()
     if fmt not in ("csv", "jsonl", "ndjson"):
-        raise InputError(f"Cannot write {fmt!r}: write results to a .csv or .jsonl file.")
+        raise DatasetError(f"Cannot write {fmt!r}: write results to a .csv or .jsonl file.")
     out = sys.stdout if path is None or str(path) == "-" else open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
     try:
         if fmt == "csv":

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gemvec.eval.records import DatasetError, Record, line_of, read_records
+from gemvec.errors import DatasetError
+from gemvec.eval.records import Record, line_of, read_records
 
 
 class TaskType(str, Enum):
