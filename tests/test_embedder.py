@@ -142,3 +142,64 @@ def test_similarity_is_cosine(tiny_embedder: Embedder) -> None:
     assert tiny_embedder.similarity(a[0], a).shape == (1, 2)
     with pytest.raises(InputError, match="same dim"):
         tiny_embedder.similarity(a, a[:, :8])
+
+
+def count_tokenised_texts(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Texts per call of the tokenizer backend, from now on."""
+    calls: list[int] = []
+    backend_ids = embedder.tokenizer.backend.ids
+
+    def counting(texts):
+        calls.append(len(texts))
+        return backend_ids(texts)
+
+    monkeypatch.setattr(embedder.tokenizer.backend, "ids", counting)
+    return calls
+
+
+def test_prepare_tokenises_once_and_encode_prepared_matches_encode(
+    tiny_embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = ["Mars is red.", "Venus is hot and cloudy.", "日本語"]
+    expected = tiny_embedder.encode_document(texts, titles=["Planets", None, "言葉"])
+    calls = count_tokenised_texts(tiny_embedder, monkeypatch)
+    prepared = tiny_embedder.prepare(texts, titles=["Planets", None, "言葉"])
+    assert calls == [3]
+    assert prepared.texts[0] == "title: Planets | text: Mars is red."
+    assert prepared.counts == tuple(len(row) for row in prepared.ids) and not any(prepared.truncated)
+    np.testing.assert_allclose(tiny_embedder.encode_prepared(prepared), expected, atol=1e-6)
+    assert calls == [3]  # encoding did not tokenise again
+
+
+def test_prepared_texts_concatenate(tiny_embedder: Embedder) -> None:
+    texts = ["fox", "a longer query about a fox"]
+    queries = tiny_embedder.prepare(texts, Task.QUERY)
+    documents = tiny_embedder.prepare("The quick brown fox.", Task.DOCUMENT)
+    merged = type(queries).concat([queries, documents])
+    assert len(merged) == 3 and merged.tokens == queries.tokens + documents.tokens
+    vectors = tiny_embedder.encode_prepared(merged, batch_size=2)
+    np.testing.assert_allclose(vectors[:2], tiny_embedder.encode_query(texts), atol=1e-6)
+    np.testing.assert_allclose(vectors[2], tiny_embedder.encode_document("The quick brown fox."), atol=1e-6)
+    assert tiny_embedder.encode_prepared(tiny_embedder.prepare([])).shape == (0, tiny_embedder.dim)
+
+
+def test_prepare_reports_truncation_as_asked(tiny_model_dir) -> None:
+    embedder = Embedder.load(tiny_model_dir, max_tokens=32)
+    texts = ["short", "word " * 100]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = embedder.prepare(texts, warn=False)
+    assert quiet.truncated == (False, True)
+    assert quiet.counts[1] > 32 and len(quiet.ids[1]) == 32
+    with pytest.warns(UserWarning, match="1 of 2 text") as caught:
+        embedder.prepare(texts)
+    assert caught[0].filename == __file__  # the warning names the caller's line, not gemvec's
+    with pytest.raises(InputError, match="exceed the 32-token limit"):
+        embedder.prepare(texts, truncate=False)
+
+
+def test_titles_only_with_the_document_prompt(tiny_embedder: Embedder) -> None:
+    with pytest.raises(InputError, match="titles= go with the document prompt"):
+        tiny_embedder.prepare(["a"], Task.QUERY, titles=["t"])
+    with pytest.raises(InputError, match="1 texts but 2 titles"):
+        tiny_embedder.prepare(["a"], titles=["t", "u"])

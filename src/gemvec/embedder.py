@@ -8,6 +8,7 @@ The vocabulary follows sentence-transformers: ``encode``, ``encode_query``,
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,17 +29,50 @@ from gemvec.model.checkpoint import (
 from gemvec.model.config import Gemma3TextConfig
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.head import MATRYOSHKA_DIMS, EmbeddingHead, truncate_and_normalize
-from gemvec.progress import progress_bar
 from gemvec.precision import Precision, parse_precision, resolve_device
+from gemvec.progress import progress_bar
 from gemvec.prompts import Task, document_prompt, parse_task
 from gemvec.tokenizer import MAX_TOKENS, TextTokenizer
 
 Texts = str | Sequence[str]
-# Padded tokens per forward pass. Smaller passes hold smaller activations and leave less
-# freed memory in glibc's heap: on the 2-core AVX2 machine, 1,024 instead of 4,096 took peak
-# RSS from 686 to 514 MiB (int4) and from 1,019 to 804 (float32) at the same speed
-# (benchmarks/memory_probe.py --max-batch-tokens 4096 vs 1024; BENCHMARKS.md).
+# Padded tokens per forward pass. Smaller passes hold smaller activations and leave less freed
+# memory in glibc's heap, at the same speed: figures in BENCHMARKS.md (benchmarks/memory_probe.py).
 DEFAULT_MAX_BATCH_TOKENS = 1024
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class PreparedTexts:
+    """Texts made ready for the model by :meth:`Embedder.prepare`: prompted and tokenised once.
+
+    Batches of them concatenate (:meth:`concat`), which is how the batching worker merges
+    requests; :meth:`Embedder.encode_prepared` embeds them without tokenising again.
+    """
+
+    texts: tuple[str, ...]  # with their prompts
+    ids: tuple[list[int], ...]  # the tokenizer's ids, <bos>/<eos> included, truncated to its limit
+    counts: tuple[int, ...]  # tokens per text before truncation
+    truncated: tuple[bool, ...]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens the model will see (after truncation)."""
+        return sum(len(row) for row in self.ids)
+
+    @classmethod
+    def concat(cls, parts: Sequence[PreparedTexts]) -> PreparedTexts:
+        """One PreparedTexts holding every part's texts, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            texts=tuple(t for p in parts for t in p.texts),
+            ids=tuple(row for p in parts for row in p.ids),
+            counts=tuple(n for p in parts for n in p.counts),
+            truncated=tuple(t for p in parts for t in p.truncated),
+        )
 
 
 @dataclass(frozen=True)
@@ -158,13 +192,8 @@ class Embedder:
         ``dim`` keeps the first values (Matryoshka: 768, 512, 256 or 128) and re-normalises.
         Texts over the token limit are truncated with one warning, or refused if ``truncate=False``.
         """
-        if task is not None and prompt is not None:
-            raise InputError("Pass either task= or prompt=, not both.")
-        prefix = prompt if prompt is not None else (parse_task(task).prompt if task is not None else "")
-        single, items = _as_list(texts)
-        return self._encode_prompted(
-            [prefix + t for t in items], single, dim, batch_size, normalize, show_progress, truncate
-        )
+        prepared = self.prepare(texts, task, prompt=prompt, truncate=truncate)
+        return self._encode_as_given(texts, prepared, dim, batch_size, normalize, show_progress)
 
     def encode_query(self, texts: Texts, **options) -> np.ndarray:
         """Embed search queries with the ``task: search result | query:`` prompt."""
@@ -178,24 +207,81 @@ class Embedder:
             raise InputError("encode_document() sets its own prompt; use encode() for task= or prompt=.")
         options.pop("task", None)
         options.pop("prompt", None)
-        single, items = _as_list(texts)
-        if titles is None or isinstance(titles, str):
-            title_list: Sequence[str | None] = [titles] * len(items)
-        else:
-            title_list = list(titles)
-            if len(title_list) != len(items):
-                raise InputError(
-                    f"Got {len(items)} texts but {len(title_list)} titles; pass one title per text."
-                )
-        prompted = [document_prompt(title) + text for title, text in zip(title_list, items, strict=True)]
-        dim = options.pop("dim", None)
-        batch_size = options.pop("batch_size", 32)
-        normalize = options.pop("normalize", True)
-        show_progress = options.pop("show_progress", None)
         truncate = options.pop("truncate", True)
+        encode_options = {name: options.pop(name) for name in _ENCODE_OPTIONS if name in options}
         if options:
             raise TypeError(f"Unknown options: {', '.join(options)}")
-        return self._encode_prompted(prompted, single, dim, batch_size, normalize, show_progress, truncate)
+        prepared = self.prepare(texts, Task.DOCUMENT, titles=titles, truncate=truncate)
+        return self._encode_as_given(texts, prepared, **encode_options)
+
+    def prepare(
+        self,
+        texts: Texts,
+        task: Task | str | None = None,
+        *,
+        prompt: str | None = None,
+        titles: str | Sequence[str | None] | None = None,
+        truncate: bool = True,
+        warn: bool = True,
+    ) -> PreparedTexts:
+        """Add the prompts and tokenise, once; :meth:`encode_prepared` embeds the result.
+
+        ``task``/``prompt`` as for :meth:`encode`; ``titles`` (one, or one per text) give
+        documents their titles. Texts over the token limit are truncated with one warning, or
+        without it if ``warn=False`` (the caller then reads ``truncated``), or refused if
+        ``truncate=False``.
+        """
+        prompts = self._prompts(task, prompt, titles)
+        _, items = _as_list(texts)
+        if isinstance(prompts, str):
+            prompted = [prompts + text for text in items]
+        elif len(prompts) != len(items):
+            raise InputError(f"Got {len(items)} texts but {len(prompts)} titles; pass one title per text.")
+        else:
+            prompted = [p + text for p, text in zip(prompts, items, strict=True)]
+        if not prompted:
+            return PreparedTexts((), (), (), ())
+        encoded = self.tokenizer.encode(prompted)
+        counts = [len(row) for row in encoded.ids]
+        cut = [i for i, t in enumerate(encoded.truncated) if t]
+        if cut:  # rare: their length before truncation, for messages
+            for i, n in zip(cut, self.tokenizer.count([prompted[i] for i in cut]), strict=True):
+                counts[i] = n
+        if not truncate or warn:
+            _report_truncation(encoded.truncated, self.tokenizer.max_tokens, truncate)
+        return PreparedTexts(tuple(prompted), tuple(encoded.ids), tuple(counts), tuple(encoded.truncated))
+
+    def encode_prepared(
+        self,
+        prepared: PreparedTexts,
+        *,
+        dim: int | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts from :meth:`prepare`: (N, dim) float32, in their order.
+
+        Passes take texts of similar length, longest first, at most ``batch_size`` texts and
+        DEFAULT_MAX_BATCH_TOKENS padded tokens each.
+        """
+        dim = check_dim(dim, self.dim)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}.")
+        out = np.empty((len(prepared), dim), dtype=np.float32)
+        if not len(prepared):
+            return out
+        done = 0
+        bar = progress_bar("embedding", enabled=show_progress, count=len(prepared))
+        with torch.inference_mode(), bar as update:
+            for batch in _length_sorted_batches(prepared.ids, batch_size, self.tokenizer.pad_id):
+                hidden = self.encoder(batch.input_ids, batch.lengths)
+                vectors = truncate_and_normalize(self.head(hidden, batch.lengths), dim, normalize)
+                out[batch.indices] = vectors.cpu().numpy()
+                done += len(batch.indices)
+                if update:
+                    update(done, len(prepared))
+        return out
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Cosine similarity matrix (len(a), len(b)); 1-D inputs count as one vector."""
@@ -212,35 +298,38 @@ class Embedder:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _encode_prompted(
+    @staticmethod
+    def _prompts(
+        task: Task | str | None, prompt: str | None, titles: str | Sequence[str | None] | None
+    ) -> str | list[str]:
+        """One prefix for every text, or (with titles) one per text."""
+        if task is not None and prompt is not None:
+            raise InputError("Pass either task= or prompt=, not both.")
+        if titles is None:
+            return prompt if prompt is not None else (parse_task(task).prompt if task is not None else "")
+        if prompt is not None or (task is not None and parse_task(task) is not Task.DOCUMENT):
+            raise InputError("titles= go with the document prompt only; drop task= and prompt=.")
+        if isinstance(titles, str):
+            return document_prompt(titles)
+        return [document_prompt(title) for title in titles]
+
+    def _encode_as_given(
         self,
-        texts: list[str],
-        single: bool,
-        dim: int | None,
-        batch_size: int,
-        normalize: bool,
-        show_progress: bool | None,
-        truncate: bool,
+        texts: Texts,
+        prepared: PreparedTexts,
+        dim: int | None = None,
+        batch_size: int = 32,
+        normalize: bool = True,
+        show_progress: bool | None = None,
     ) -> np.ndarray:
-        dim = check_dim(dim, self.dim)
-        if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}.")
-        out = np.empty((len(texts), dim), dtype=np.float32)
-        if not texts:
-            return out
-        encoded = self.tokenizer.encode(texts)
-        _report_truncation(encoded.truncated, self.tokenizer.max_tokens, truncate)
-        done = 0
-        bar = progress_bar("embedding", enabled=show_progress, count=len(texts))
-        with torch.inference_mode(), bar as update:
-            for batch in _length_sorted_batches(encoded.ids, batch_size, self.tokenizer.pad_id):
-                hidden = self.encoder(batch.input_ids, batch.lengths)
-                vectors = truncate_and_normalize(self.head(hidden, batch.lengths), dim, normalize)
-                out[batch.indices] = vectors.cpu().numpy()
-                done += len(batch.indices)
-                if update:
-                    update(done, len(texts))
-        return out[0] if single else out
+        """encode_prepared, with one vector for a single string as sentence-transformers does."""
+        out = self.encode_prepared(
+            prepared, dim=dim, normalize=normalize, batch_size=batch_size, show_progress=show_progress
+        )
+        return out[0] if isinstance(texts, str) else out
+
+
+_ENCODE_OPTIONS = ("dim", "batch_size", "normalize", "show_progress")
 
 
 def check_dim(dim: int | None, full: int) -> int:
@@ -257,7 +346,7 @@ def check_dim(dim: int | None, full: int) -> int:
             f"dim={dim}: EmbeddingGemma was trained for Matryoshka dims {MATRYOSHKA_DIMS}; "
             "other sizes work but lose more quality.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=_caller_outside_gemvec(),
         )
     return int(dim)
 
@@ -295,11 +384,20 @@ def _report_truncation(truncated: list[bool], limit: int, allow: bool) -> None:
     warnings.warn(
         f"{count} of {len(truncated)} text(s) were longer than {limit} tokens and were truncated.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=_caller_outside_gemvec(),
     )
 
 
-def _length_sorted_batches(ids: list[list[int]], batch_size: int, pad_id: int) -> Iterator[_Batch]:
+def _caller_outside_gemvec() -> int:
+    """For a warning raised by the calling function: the stacklevel of the first frame outside
+    gemvec, so the warning names the user's line whichever entry point they called."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _length_sorted_batches(ids: Sequence[list[int]], batch_size: int, pad_id: int) -> Iterator[_Batch]:
     """Longest first so padding is minimal; batches also capped at DEFAULT_MAX_BATCH_TOKENS tokens."""
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     start = 0
