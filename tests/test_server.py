@@ -119,6 +119,26 @@ def test_single_string_input(client, tiny_embedder):
     np.testing.assert_allclose(vectors(response)[0], tiny_embedder.encode_document(TEXTS[1]), atol=1e-5)
 
 
+def test_a_request_is_tokenised_once(server, tiny_embedder, monkeypatch):
+    """Validation counts the tokens the model then embeds: no second tokenisation."""
+    tokenizer, calls = tiny_embedder.tokenizer, []
+
+    def counted(name: str, original):
+        def call(texts):
+            calls.append((name, len(texts)))
+            return original(texts)
+
+        return call
+
+    for owner, name in ((tokenizer, "encode"), (tokenizer, "count"), (tokenizer.backend, "ids")):
+        monkeypatch.setattr(owner, name, counted(name, getattr(owner, name)))
+    body = post(server, {"input": TEXTS, "task": "query", "encoding_format": "float"}).json()
+    assert calls == [("encode", 3), ("ids", 3)]
+    np.testing.assert_allclose(
+        [d["embedding"] for d in body["data"]], tiny_embedder.encode_query(TEXTS), atol=1e-5
+    )
+
+
 def test_models_health_and_page(client, server):
     assert [m.id for m in client.models.list().data] == ["tiny"]
     health = httpx.get(server.url + "/health").json()

@@ -17,9 +17,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
 from gemvec import __version__
+from gemvec.batching import BatchWorker
 from gemvec.model.openmp import release_openmp_threads
-from gemvec.server.batching import ModelWorker
-from gemvec.server.embeddings import EmbeddingService, raw_embed_fn
+from gemvec.server.embeddings import EmbeddingService
 from gemvec.server.errors import install_error_handlers
 from gemvec.server.metrics import ServerMetrics
 from gemvec.server.middleware import AuthMiddleware, BodyLimitMiddleware, MetricsMiddleware
@@ -45,12 +45,12 @@ def create_app(
     ``generator`` (a gemvec.llm Generator or spec string), ask."""
     settings = settings or ServerSettings()
     metrics = ServerMetrics()
-    worker = ModelWorker(
-        raw_embed_fn(embedder),
+    worker = BatchWorker(
+        embedder,
         max_batch_tokens=settings.max_batch_tokens,
         max_batch_inputs=settings.max_batch_inputs,
         gather_s=settings.batch_gather_s,
-        metrics=metrics,
+        observer=metrics,
     )
     embeddings = EmbeddingService(embedder, worker, settings)
     retrieval = RetrievalService(collection, generator, worker)

@@ -1,27 +1,17 @@
-"""``POST /v1/embeddings``: validate, prompt, count tokens, batch, truncate per request, encode the reply."""
+"""``POST /v1/embeddings``: validate, prepare (prompt and tokenise once), batch, encode the reply."""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-import numpy as np
-import torch
-
-from gemvec.embedder import Embedder, check_dim
+from gemvec.batching import BatchWorker, prepare_off_loop
+from gemvec.embedder import Embedder, PreparedTexts, check_dim
 from gemvec.errors import InputError
-from gemvec.model.head import truncate_and_normalize
 from gemvec.prompts import parse_task
-from gemvec.server.batching import ModelWorker
 from gemvec.server.errors import APIError
 from gemvec.server.schemas import EmbeddingRequest
 from gemvec.server.settings import ServerSettings
-
-# Requests up to this many characters are tokenised on the event loop (well under a millisecond);
-# bigger ones in a thread. On a busy machine every thread hop waits for a time slice.
-INLINE_PREPARE_CHARS = 8192
 
 
 def served_model_id(embedder: Embedder, override: str | None = None) -> str:
@@ -32,44 +22,22 @@ def served_model_id(embedder: Embedder, override: str | None = None) -> str:
     return Path(name).name if Path(name).is_dir() else name
 
 
-def raw_embed_fn(embedder: Embedder):
-    """What the worker runs on merged batches: full-size, unnormalised rows of already-prompted texts."""
-
-    def embed(texts: list[str]) -> np.ndarray:
-        return embedder.encode(texts, batch_size=32, normalize=False, show_progress=False, truncate=False)
-
-    return embed
-
-
-@dataclass
-class _Prepared:
-    texts: list[str]  # prompted
-    tokens: list[int]
-    dim: int
-
-
 class EmbeddingService:
-    def __init__(self, embedder: Embedder, worker: ModelWorker, settings: ServerSettings) -> None:
+    def __init__(self, embedder: Embedder, worker: BatchWorker, settings: ServerSettings) -> None:
         self.embedder = embedder
         self.worker = worker
         self.settings = settings
         self.model_id = served_model_id(embedder, settings.model_id)
 
     async def create(self, request: EmbeddingRequest) -> dict:
-        if sum(len(t) for t in request.texts()) <= INLINE_PREPARE_CHARS:
-            prepared = self._prepare(request)  # microseconds: cheaper than a hop to another thread
-        else:
-            prepared = await anyio.to_thread.run_sync(self._prepare, request)
-        vectors = await self.worker.embed(
-            prepared.texts,
-            sum(prepared.tokens),
-            lambda rows: truncate_and_normalize(torch.from_numpy(rows), prepared.dim, True).numpy(),
-        )
+        chars = sum(len(t) for t in request.texts())
+        prepared, dim = await prepare_off_loop(lambda: self._prepare(request), chars)
+        vectors = await self.worker.embed(prepared, dim=dim)
         if request.encoding_format == "base64":
             items = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
         else:
             items = vectors.tolist()
-        total = sum(prepared.tokens)
+        total = sum(prepared.counts)
         return {
             "object": "list",
             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(items)],
@@ -77,8 +45,8 @@ class EmbeddingService:
             "usage": {"prompt_tokens": total, "total_tokens": total},
         }
 
-    def _prepare(self, request: EmbeddingRequest) -> _Prepared:
-        """Checks that need the tokenizer; runs in a thread so the event loop stays free."""
+    def _prepare(self, request: EmbeddingRequest) -> tuple[PreparedTexts, int]:
+        """Checks the request, tokenising it once; the prepared texts and the dimensions asked."""
         texts = request.texts()
         limits = self.settings
         if len(texts) > limits.max_inputs:
@@ -99,10 +67,10 @@ class EmbeddingService:
             dim = check_dim(request.dimensions, self.embedder.dim)
         except InputError as exc:
             raise APIError(400, str(exc), param="dimensions") from None
-        prompted = [task.prompt + t for t in texts]
-        tokens = self.embedder.count_tokens(prompted)
+        prepared = self.embedder.prepare(texts, task, warn=False)  # over the limit: refused below
+        tokens = prepared.counts
         limit = self.embedder.tokenizer.max_tokens
-        too_long = [i for i, n in enumerate(tokens) if n > limit]
+        too_long = [i for i, cut in enumerate(prepared.truncated) if cut]
         if too_long:
             i = too_long[0]
             raise APIError(
@@ -120,4 +88,4 @@ class EmbeddingService:
                 param="input",
                 code="request_too_large",
             )
-        return _Prepared(prompted, tokens, dim)
+        return prepared, dim

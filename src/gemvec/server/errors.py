@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from gemvec.errors import GemvecError
-from gemvec.server.batching import WorkerStoppedError
 
 log = logging.getLogger("gemvec.server")
 
@@ -20,6 +19,7 @@ _TYPES = {
     401: "authentication_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     502: "upstream_error",
@@ -86,11 +86,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GemvecError)
     async def _gemvec(request: Request, exc: GemvecError) -> JSONResponse:
-        return error_response(400, str(exc), None, "invalid_value")
-
-    @app.exception_handler(WorkerStoppedError)
-    async def _stopping(request: Request, exc: WorkerStoppedError) -> JSONResponse:
-        return error_response(503, str(exc), None, "shutting_down")
+        # Each error class carries its own status and code (gemvec.errors).
+        return error_response(exc.http_status, str(exc), None, exc.code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -135,7 +135,7 @@ class Histogram(_Metric):
 
 
 class ServerMetrics:
-    """Every metric the server exposes at ``GET /metrics``."""
+    """Every metric the server exposes at ``GET /metrics``; also the model worker's observer."""
 
     def __init__(self) -> None:
         self.requests = Counter(
@@ -173,6 +173,19 @@ class ServerMetrics:
             self.inputs,
             self.tokens,
         ]
+
+    # -- gemvec.batching.BatchObserver: what the model worker reports ----------------------
+
+    def on_queue(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def on_batch(self, *, inputs: int, jobs: int, tokens: int, busy_s: float) -> None:
+        self.model_busy.inc(amount=busy_s)
+        self.batch_size.observe(inputs)
+        self.batch_requests.observe(jobs)
+        self.batch_tokens.observe(tokens)
+        self.inputs.inc(amount=inputs)
+        self.tokens.inc(amount=tokens)
 
     def render(self) -> str:
         lines: list[str] = []

@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 from starlette.responses import Response, StreamingResponse
 
+from gemvec.batching import BatchWorker
 from gemvec.errors import GemvecError
-from gemvec.server.batching import ModelWorker
 from gemvec.server.errors import APIError
 from gemvec.server.responses import json_response, sse
 from gemvec.server.schemas import AskRequest, SearchRequest
@@ -26,7 +26,7 @@ class RetrievalService:
     """``generator``: a gemvec.llm Generator, or a spec for make_generator (None: its default),
     built on the first ask."""
 
-    def __init__(self, collection: Any, generator: Any, worker: ModelWorker) -> None:
+    def __init__(self, collection: Any, generator: Any, worker: BatchWorker) -> None:
         self.collection = collection
         self.generator = generator
         self.worker = worker
