@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -45,6 +47,25 @@ def test_in_a_langchain_vector_store(tiny_embedder):
     assert asynchronous == pytest.approx(tiny_embedder.encode_query("x").tolist(), abs=1e-6)
 
 
+def test_sync_calls_from_many_threads_run_on_the_model_thread(tiny_embedder, monkeypatch):
+    embeddings = GemvecEmbeddings(tiny_embedder)
+    ran_on: set[str] = set()
+    encode_prepared = tiny_embedder.encode_prepared
+
+    def recording(prepared, **options):
+        ran_on.add(threading.current_thread().name)
+        return encode_prepared(prepared, **options)
+
+    monkeypatch.setattr(tiny_embedder, "encode_prepared", recording)
+    with ThreadPoolExecutor(4) as pool:
+        documents = list(pool.map(embeddings.embed_documents, [[t] for t in TEXTS]))
+        queries = list(pool.map(embeddings.embed_query, TEXTS))
+    assert ran_on == {"gemvec-model"}
+    monkeypatch.undo()
+    np.testing.assert_allclose([d[0] for d in documents], tiny_embedder.encode_document(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(queries, tiny_embedder.encode_query(TEXTS), atol=1e-6)
+
+
 # In a fresh process, so threads other tests leave behind cannot change the counts.
 ASYNC_THREADS = """
 import asyncio, os, sys, threading, torch
@@ -52,16 +73,18 @@ from gemvec import Embedder
 from gemvec.integrations.langchain import GemvecEmbeddings
 from gemvec.model.openmp import release_openmp_threads
 torch.set_num_threads(2)  # a pool exists even on a 1-CPU runner
-embeddings = GemvecEmbeddings(Embedder.load(sys.argv[1]))
+embedder = Embedder.load(sys.argv[1])
+embeddings = GemvecEmbeddings(embedder)
 torch.ones(1 << 22).mul_(2)  # torch work on the loading thread: its pool now has a worker
 ran_on = set()
-embed_documents = embeddings.embed_documents
-def record_thread(texts):
+encode_prepared = embedder.encode_prepared
+def record_thread(prepared, **options):
     ran_on.add(threading.current_thread().name)
-    return embed_documents(texts)
-embeddings.embed_documents = record_thread
+    return encode_prepared(prepared, **options)
+embedder.encode_prepared = record_thread
 async def calls():
-    return await asyncio.gather(*(embeddings.aembed_documents([f"text {i}"]) for i in range(3)))
+    documents = (embeddings.aembed_documents([f"text {i}"]) for i in range(3))
+    return await asyncio.gather(*documents, embeddings.aembed_query("query"))
 asyncio.run(calls())
 threads = lambda: len(os.listdir("/proc/self/task"))
 before = threads()
@@ -77,7 +100,7 @@ def test_async_calls_share_one_model_thread_and_free_the_loop_threads_pool(tiny_
     )
     left_on_loop_thread, *ran_on = run.stdout.split()
     assert left_on_loop_thread == "0", "the event-loop thread's OpenMP workers must be freed"
-    assert ran_on == ["gemvec-model_0"], "every async call runs on the adapter's one model thread"
+    assert ran_on == ["gemvec-model"], "every async call runs on the adapter's one model thread"
 
 
 @pytest.mark.real_model

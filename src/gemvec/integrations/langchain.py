@@ -11,28 +11,23 @@ was trained. To use a running ``gemvec serve`` instead, point LangChain's OpenAI
 at ``http://127.0.0.1:8000/v1`` (with ``check_embedding_ctx_length=False``: gemvec takes text,
 not token ids).
 
-The async methods run on one thread kept for the model rather than on asyncio's shared pool
-(LangChain's default), and free the event-loop thread's OpenMP workers first: two threads
-that both ran torch make libgomp throttle (see ``gemvec.model.openmp``). On the 2-core machine
-(``benchmarks/async_threads.py``, four runs) LangChain's default kept 1.60-1.66 CPUs busy,
-this 1.97-1.99, and calls ran 0.95-1.18× as fast (about 1.1× typically).
+Every call, sync or async, runs on one model thread (a :class:`gemvec.batching.BatchWorker`),
+never on the caller's thread or asyncio's shared pool (LangChain's default for async), and
+concurrent calls are merged into shared batches there. Before handing work over, the calling
+thread's OpenMP workers are freed: two threads that both ran torch make libgomp throttle (see
+``gemvec.model.openmp``). ``benchmarks/async_threads.py`` measures the async path against
+LangChain's default; figures in BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+import threading
 
+from gemvec.batching import BatchWorker, prepare_off_loop
+from gemvec.embedder import Embedder, PreparedTexts, check_dim
 from gemvec.errors import require
 from gemvec.model.openmp import release_openmp_threads
-
-if TYPE_CHECKING:
-    from gemvec.embedder import Embedder
-
-T = TypeVar("T")
-R = TypeVar("R")
+from gemvec.prompts import Task
 
 Embeddings = require("langchain_core.embeddings", "langchain", "The LangChain adapter").Embeddings
 
@@ -51,32 +46,40 @@ class GemvecEmbeddings(Embeddings):
         batch_size: int = 32,
     ) -> None:
         if embedder is None:
-            from gemvec.embedder import Embedder
-
             embedder = Embedder.load(model, precision)
         self.embedder = embedder
-        self.dim = dim
+        self.dim = None if dim is None else check_dim(dim, embedder.dim)
         self.query_task = query_task
         self.batch_size = batch_size
-        self._model_thread: ThreadPoolExecutor | None = None
+        self._worker: BatchWorker | None = None
+        self._worker_lock = threading.Lock()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors = self.embedder.encode_document(list(texts), dim=self.dim, batch_size=self.batch_size)
-        return vectors.tolist()
+        prepared = self._documents(texts)
+        return self._model_worker().embed_sync(prepared, dim=self.dim).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embedder.encode(text, task=self.query_task, dim=self.dim).tolist()
+        return self._model_worker().embed_sync(self._query(text), dim=self.dim)[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return await self._on_model_thread(self.embed_documents, list(texts))
+        texts = list(texts)
+        prepared = await prepare_off_loop(lambda: self._documents(texts), sum(map(len, texts)))
+        return (await self._model_worker().embed(prepared, dim=self.dim)).tolist()
 
     async def aembed_query(self, text: str) -> list[float]:
-        return await self._on_model_thread(self.embed_query, text)
+        return (await self._model_worker().embed(self._query(text), dim=self.dim))[0].tolist()
 
-    async def _on_model_thread(self, work: Callable[[T], R], argument: T) -> R:
-        """``work(argument)`` on this adapter's one model thread; concurrent calls queue there,
-        which on a CPU is as fast as running them side by side and keeps one OpenMP pool."""
-        if self._model_thread is None:
-            self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemvec-model")
-        release_openmp_threads()  # this thread's pool, if it ran torch (loading, a sync call)
-        return await asyncio.get_running_loop().run_in_executor(self._model_thread, work, argument)
+    def _documents(self, texts: list[str]) -> PreparedTexts:
+        return self.embedder.prepare(list(texts), Task.DOCUMENT)
+
+    def _query(self, text: str) -> PreparedTexts:
+        return self.embedder.prepare([text], self.query_task)
+
+    def _model_worker(self) -> BatchWorker:
+        """The adapter's model thread (started on first use), after freeing the calling thread's
+        OpenMP pool (if it ran torch: loading, other work), which would throttle the worker's."""
+        with self._worker_lock:
+            if self._worker is None:
+                self._worker = BatchWorker(self.embedder, batch_size=self.batch_size).start()
+        release_openmp_threads()
+        return self._worker
