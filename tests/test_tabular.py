@@ -73,7 +73,7 @@ def test_shared_data_formats(shared_data: Path) -> None:
         ("d.csv", "body,label\nhi,x\n", {}, "no text column 'text'"),
         ("d.csv", "text,cat\nhi,x\n", {"require_labels": True}, "no label column 'label'"),
         ("d.csv", "text,label\nhi,\n", {}, "d.csv:2: the label column"),
-        ("d.tsv", "text\tlabel\nhi\tx\textra\n", {}, "d.tsv:2: 3 tab-separated fields"),
+        ("d.tsv", "text\tlabel\nhi\tx\textra\n", {}, "d.tsv:2: 3 fields"),
         ("d.jsonl", '{"text": "a", "label": "x"}\n{"text": "b"}\n', {}, "d.jsonl:2: this row has no 'label'"),
         ("d.jsonl", '{"text": "a"}\nnot json\n', {}, "d.jsonl:2: not valid JSON"),
         ("d.jsonl", '["a"]\n', {}, "must be a JSON object"),

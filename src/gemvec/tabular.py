@@ -274,12 +274,11 @@ def _field_count_message(
     source: str, line: int, fields: list[str], header: list[str], fmt: TableFormat
 ) -> str:
     if fmt is TableFormat.TSV:
-        kind, fix = "tab-separated fields", "Fields are split on every tab, so a text cannot contain one."
+        fix = "Fields are split on every tab, so a text cannot contain one."
     else:
-        kind, fix = "fields", "Quote fields that contain commas."
-    return (
-        f"{source}:{line}: {len(fields)} {kind} but the header has {len(header)} ({', '.join(header)}). {fix}"
-    )
+        fix = "Quote fields that contain commas."
+    columns = ", ".join(header)
+    return f"{source}:{line}: {len(fields)} fields but the header has {len(header)} ({columns}). {fix}"
 
 
 def _field(record: Mapping[str, object], column: str, source: str, line: int) -> str:
