@@ -98,13 +98,25 @@ def test_predict_refuses_other_settings(trained: Path, labelled: Path, tmp_path:
     assert code == 2 and "would mix settings" in stderr
 
 
+def test_precision_aliases_match_the_classifier(tiny_model_dir: Path, labelled: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bf16.npz"
+    code, _, stderr = run("classify", "train", str(labelled), "-o", str(out), "-m", str(tiny_model_dir),
+                          "-p", "bfloat16", "--folds", "0")  # fmt: skip
+    assert code == 0, stderr
+    code, stdout, stderr = run("classify", "predict", str(out), str(labelled), "-p", "bf16")
+    assert code == 0, stderr
+    assert len(stdout.splitlines()) == 8
+    code, _, stderr = run("classify", "predict", str(out), str(labelled), "-p", "float32")
+    assert code == 2 and "would mix settings" in stderr
+
+
 def test_zero_shot_cli(tiny_model_dir: Path, labelled: Path, tmp_path: Path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("space\tMars is red\n")
     out = tmp_path / "zs.npz"
     code, _, stderr = run(
         "classify", "zero-shot", "--label", "animal=the quick fox", "--labels-file", str(labels),
-        "--out", str(out), "-m", str(tiny_model_dir),
+        "--output", str(out), "-m", str(tiny_model_dir),
     )  # fmt: skip
     assert code == 0, stderr
     model = Classifier.load(out)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from gemvec import Embedder
+from gemvec.cli.embed import parse_lines
+from gemvec.errors import InputError
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,6 +55,21 @@ def test_file_input_to_npy_with_dim(tiny_model_dir: Path, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     vectors = np.load(out)
     assert vectors.shape == (3, 32) and vectors.dtype == np.float32
+    lines = tmp_path / "vectors.jsonl"
+    result = run_cli("embed", "-i", str(source), "-m", str(tiny_model_dir), "--dim", "32", "-o", str(lines))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()]
+    assert [row["id"] for row in rows] == [0, 1, 2]
+    np.testing.assert_allclose([row["embedding"] for row in rows], vectors, atol=1e-6)
+
+
+def test_parse_lines_sniffs_the_format_and_numbers_the_texts() -> None:
+    items = parse_lines("one\r\n\r\ntwo\rthree\n", "t.txt", start_id=5)
+    assert [(item.id, item.text) for item in items] == [(5, "one"), (6, "two"), (7, "three")]
+    items = parse_lines('\n{"text": "a", "title": "T"}\n{"id": "x", "text": "b"}\n', "t.jsonl")
+    assert [(item.id, item.text, item.title) for item in items] == [(0, "a", "T"), ("x", "b", None)]
+    with pytest.raises(InputError, match='t.jsonl:2: each JSON line needs a string "text"'):
+        parse_lines('{"text": "a"}\n{"text": 3}\n', "t.jsonl")
 
 
 @pytest.mark.parametrize(
@@ -64,7 +81,7 @@ def test_file_input_to_npy_with_dim(tiny_model_dir: Path, tmp_path: Path) -> Non
         (("embed", "x", "--dim", "9999"), None, "dim must be"),
         (("embed", "-i", "missing.txt"), None, "does not exist"),
         (("embed", "-"), '{"text": "ok"}\n{"txt": "bad"}\n', "<stdin>:2"),
-        (("embed", "x", "-o", "out.csv"), None, "must end in .npy"),
+        (("embed", "x", "-o", "out.csv"), None, "must end in .npy or .jsonl"),
     ],
 )
 def test_errors_are_one_clear_line(tiny_model_dir: Path, args, stdin, message: str) -> None:

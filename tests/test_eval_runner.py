@@ -105,7 +105,7 @@ def test_cli_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
     out = tmp_path / "results.json"
     args = ["eval", *map(str, paths), "--model", str(tiny_model_dir), "--cache-dir", str(tmp_path / "cache")]
     result = CliRunner().invoke(
-        app, [*args, "--json", str(out), "--experiments", "2", "--samples-per-label", "1"]
+        app, [*args, "-o", str(out), "--experiments", "2", "--samples-per-label", "1"]
     )
     assert result.exit_code == 0, result.output
     assert "gemvec eval" in result.output and "cosine_spearman" not in result.output.split("gemvec eval")[0]
@@ -144,12 +144,38 @@ def test_cli_end_to_end(tmp_path: Path, tiny_model_dir: Path) -> None:
             "--dim",
             "32",
             "--json",
-            "-",
         ],
     )
     assert clustering.exit_code == 0, clustering.output
     row = json.loads(clustering.stdout)[0]
     assert row["type"] == "clustering" and row["dim"] == 32 and 0.0 <= row["main_score"] <= 1.0
+
+
+def test_json_is_a_flag_and_the_old_file_form_still_works(tmp_path: Path, monkeypatch) -> None:
+    from gemvec.cli.eval_cmd import legacy_json
+
+    monkeypatch.chdir(tmp_path)
+    data = str(make_classification(tmp_path / "cls"))
+    Path("results.json").write_text("[]")  # an old results file is still a results file
+    assert legacy_json([data, "--json", "-o", "r.json"]) == [data, "--json", "-o", "r.json"]
+    # `--json DATASET`: the dataset stays a path argument
+    assert legacy_json(["--json", data, "-n", "2"]) == ["--json", data, "-n", "2"]
+    assert legacy_json([data, "--json", "-"]) == [data, "--json"]
+    assert legacy_json([data, "--json", "results.json"]) == [data, "--output", "results.json"]
+    assert legacy_json(["--json=new", data]) == ["--output", "new", data]
+    assert legacy_json(["--", "--json", "x"]) == ["--", "--json", "x"]
+
+
+def test_deprecated_json_file_warns_and_writes_the_file(tmp_path: Path, tiny_model_dir: Path) -> None:
+    out = tmp_path / "results.json"
+    pairs = [["a b", "a c", "3"], ["x", "y z", "1"], ["q", "r", "2"]]
+    sts = write_tsv(tmp_path / "s.tsv", ["sentence1", "sentence2", "score"], pairs)
+    args = ["eval", str(sts), "--model", str(tiny_model_dir), "--no-cache", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"`--json {out}` is deprecated; use `--output {out}`" in result.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))[0]["type"] == "sts"
+    assert "gemvec eval" in result.stdout  # the table, not JSON, on stdout
 
 
 def test_cli_reports_bad_data_before_loading_the_model(tmp_path: Path) -> None:

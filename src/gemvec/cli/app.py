@@ -1,16 +1,18 @@
-"""The Typer application and the options every subcommand shares."""
+"""The ``gemvec`` Typer application: every subcommand registered in one place.
+
+Command modules define plain functions (and, for command groups, their own Typer); they import
+shared options from :mod:`gemvec.cli.options` and nothing from here, so no cli module imports
+one that imports it back.
+"""
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
 from gemvec import __version__
-from gemvec.errors import GemvecError
+from gemvec.cli import classify_cmd, cluster_cmd, collection_cmds, embed, eval_cmd, quantize_cmd, serve_cmd
 
 app = typer.Typer(
     name="gemvec",
@@ -19,23 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-ModelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--model", "-m", help="Checkpoint folder or hub id.", envvar="GEMVEC_MODEL", show_envvar=True
-    ),
-]
-PrecisionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--precision", "-p", help="float32, bfloat16, int8 or int4 (default: $GEMVEC_PRECISION, else by CPU)."
-    ),
-]
-DimOption = Annotated[
-    int | None, typer.Option("--dim", "-d", help="Matryoshka dimension: 768, 512, 256 or 128.")
-]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Texts per forward pass.")]
 
 
 def _version(value: bool) -> None:
@@ -53,43 +38,14 @@ def _root(
     """gemvec: EmbeddingGemma-300M embeddings, search, RAG, classification and clustering, offline."""
 
 
-F = TypeVar("F", bound=Callable)
-
-
-def friendly_errors(func: F) -> F:
-    """Turn GemvecError (and Ctrl-C) into one clear line on stderr and a non-zero exit."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except GemvecError as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted", fg="yellow", err=True)
-            raise typer.Exit(130) from None
-        except BrokenPipeError:  # e.g. `gemvec embed ... | head`
-            sys.stderr.close()
-            raise typer.Exit(0) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def load_embedder(model: str | None, precision: str | None):
-    """Load the Embedder for a command (imported lazily: `gemvec --help` stays instant)."""
-    from gemvec.embedder import Embedder
-
-    return Embedder.load(model, precision)
-
-
-# Subcommands register themselves on `app` when imported.
-from gemvec.cli import (  # noqa: E402, F401
-    classify_cmd,
-    cluster_cmd,
-    collection_cmds,
-    embed,
-    eval_cmd,
-    quantize_cmd,
-    serve_cmd,
-)
+app.command()(embed.embed)
+app.command()(collection_cmds.index)
+app.command("sync")(collection_cmds.sync_cmd)
+app.command()(collection_cmds.search)
+app.command()(collection_cmds.ask)
+app.add_typer(collection_cmds.collections_app, name="collections")
+app.add_typer(classify_cmd.classify_app, name="classify")
+app.command()(cluster_cmd.cluster)
+app.command("eval", cls=eval_cmd.EvalCommand)(eval_cmd.eval_command)
+app.command()(quantize_cmd.quantize)
+app.command()(serve_cmd.serve)

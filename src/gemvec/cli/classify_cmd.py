@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gemvec.cli.app import (
+from gemvec.cli.options import (
     BatchSizeOption,
+    DataArgument,
     DimOption,
+    FormatOption,
+    IdColumnOption,
+    JsonOption,
+    LabelColumnOption,
     ModelOption,
     PrecisionOption,
-    app,
+    TextColumnOption,
+    echo_json,
     friendly_errors,
     load_embedder,
+    read_data,
 )
 from gemvec.errors import InputError
 
 if TYPE_CHECKING:
+    from gemvec.embedder import Embedder
     from gemvec.tabular import Table
     from gemvec.tasks.classify import Classifier
 
@@ -27,50 +34,17 @@ classify_app = typer.Typer(
     help="Train, apply and evaluate text classifiers on embeddings (logistic regression or zero-shot).",
     no_args_is_help=True,
 )
-app.add_typer(classify_app, name="classify")
 
-# Options for reading DATA files; cluster_cmd uses them too.
-DataArgument = Annotated[Path, typer.Argument(help="CSV, TSV, JSON Lines, JSON or .txt file; '-' = stdin.")]
-TextColumnOption = Annotated[str, typer.Option("--text-column", help="Column holding the text.")]
-LabelColumnOption = Annotated[str, typer.Option("--label-column", help="Column holding the label.")]
-IdColumnOption = Annotated[
-    str, typer.Option("--id-column", help="Column holding row ids (else row numbers).")
+ClassifierOutOption = Annotated[
+    Path, typer.Option("--output", "--out", "-o", help="Classifier file to write (.npz).")
 ]
-FormatOption = Annotated[
-    str | None, typer.Option("--format", help="csv, tsv, jsonl, json or txt (default: from the suffix).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
-
-
-def read_data(
-    path: Path,
-    text_column: str,
-    label_column: str | None,
-    id_column: str,
-    format: str | None,
-    need_labels: bool,
-) -> Table:
-    from gemvec.tabular import read_table
-
-    return read_table(
-        path,
-        text_column=text_column,
-        label_column=label_column,
-        id_column=id_column,
-        require_labels=need_labels,
-        format=format or ("jsonl" if str(path) == "-" else None),
-    )
-
-
-def echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 @classify_app.command("train")
 @friendly_errors
 def train_command(
     data: DataArgument,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Classifier file to write (.npz).")],
+    out: ClassifierOutOption,
     text_column: TextColumnOption = "text",
     label_column: LabelColumnOption = "label",
     format: FormatOption = None,
@@ -117,7 +91,7 @@ def train_command(
 @classify_app.command("zero-shot")
 @friendly_errors
 def zero_shot_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Classifier file to write (.npz).")],
+    out: ClassifierOutOption,
     labels: Annotated[
         list[str] | None,
         typer.Option("--label", "-l", help="A label, or 'label=short description'; repeat for each label."),
@@ -151,10 +125,9 @@ def parse_labels(labels: list[str], labels_file: Path | None) -> dict[str, str]:
     """``label`` or ``label=description`` options plus ``label[<TAB>description]`` file lines."""
     pairs = [tuple(item.split("=", 1)) if "=" in item else (item, item) for item in labels]
     if labels_file is not None:
-        try:
-            lines = labels_file.read_text(encoding="utf-8").splitlines()
-        except (FileNotFoundError, UnicodeDecodeError) as exc:
-            raise InputError(f"Cannot read labels file {labels_file}: {exc}") from None
+        from gemvec.tabular import read_text
+
+        lines = read_text(labels_file).splitlines()
         pairs += [
             tuple(line.split("\t", 1)) if "\t" in line else (line, line) for line in lines if line.strip()
         ]
@@ -169,13 +142,16 @@ def parse_labels(labels: list[str], labels_file: Path | None) -> dict[str, str]:
     return descriptions
 
 
-def load_classifier_and_embedder(path: Path, model: str | None, precision: str | None):
+def load_classifier_and_embedder(
+    path: Path, model: str | None, precision: str | None
+) -> tuple[Classifier, Embedder]:
     """The classifier, and the embedder its settings name (``--model`` may point elsewhere; it is checked)."""
+    from gemvec.precision import parse_precision
     from gemvec.tasks.classify import Classifier
 
     classifier = Classifier.load(path)
     settings = classifier.settings
-    if precision is not None and precision.lower() not in (settings.precision, settings.precision[:4]):
+    if precision is not None and parse_precision(precision) is not parse_precision(settings.precision):
         raise InputError(
             f"{path} was trained with {settings.precision} vectors; "
             f"--precision {precision} would mix settings."

@@ -7,27 +7,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gemvec.cli.app import (
+from gemvec.cli.options import (
     BatchSizeOption,
     DimOption,
-    ModelOption,
-    PrecisionOption,
-    app,
-    friendly_errors,
-    load_embedder,
-)
-from gemvec.cli.classify_cmd import (
     FormatOption,
     IdColumnOption,
     JsonOption,
     LabelColumnOption,
+    ModelOption,
+    PrecisionOption,
     TextColumnOption,
     echo_json,
+    friendly_errors,
+    load_embedder,
     read_data,
 )
 from gemvec.errors import InputError
 
 if TYPE_CHECKING:
+    from gemvec.embedder import Embedder
     from gemvec.tabular import Table
 
 OptionalDataArgument = Annotated[
@@ -36,7 +34,6 @@ OptionalDataArgument = Annotated[
 ]
 
 
-@app.command()
 @friendly_errors
 def cluster(
     data: OptionalDataArgument = None,
@@ -88,11 +85,10 @@ def cluster(
         raise InputError("Give a data file or --collection NAME (one of them).")
     if data is not None:
         table = read_data(data, text_column, label_column, id_column, format, need_labels=False)
-        name = data.name
+        embedder, name = load_embedder(model, precision), data.name
     else:
-        table, built_with = _collection_table(collection, label_column)
-        name, model = str(collection), model or built_with
-    embedder = load_embedder(model, precision)
+        table, embedder = _collection_table(str(collection), label_column, model, precision)
+        name = str(collection)
     result, vectors = cluster_texts(
         embedder,
         table.texts,
@@ -138,16 +134,19 @@ def cluster(
             typer.echo(f"wrote {path}", err=True)
 
 
-def _collection_table(collection: str, label_field: str) -> tuple[Table, str]:
+def _collection_table(
+    collection: str, label_field: str, model: str | None, precision: str | None
+) -> tuple[Table, Embedder]:
     """A collection's documents as rows (id = source, text = title + text, label = metadata[label_field])
-    and the model the collection was built with."""
+    and the embedder: ``--model`` if given, else the model the collection was built with."""
     from gemvec.store import Collection
     from gemvec.tabular import Row, Table
 
-    with Collection.open(collection) as coll:
-        docs, built_with = list(coll.documents()), coll.settings["model"]
-    if not docs:
-        raise InputError(f"Collection {collection!r} has no documents; add some with `gemvec index`.")
+    with Collection.open(collection, precision=precision) as coll:
+        docs = list(coll.documents())
+        if not docs:
+            raise InputError(f"Collection {collection!r} has no documents; add some with `gemvec index`.")
+        embedder = load_embedder(model, precision) if model else coll.embedder
     labelled = all(label_field in d.metadata for d in docs)
     rows = [
         Row(
@@ -157,7 +156,7 @@ def _collection_table(collection: str, label_field: str) -> tuple[Table, str]:
         )
         for d in docs
     ]
-    return Table(rows, str(collection), "text", label_field if labelled else None), built_with
+    return Table(rows, collection, "text", label_field if labelled else None), embedder
 
 
 def _print_summary(result, chosen: bool, k_range: tuple[int, int]) -> None:

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gemvec.cli.app import BatchSizeOption, DimOption, ModelOption, PrecisionOption, app, friendly_errors
+from gemvec.cli.options import (
+    BatchSizeOption,
+    CollectionOption,
+    DimOption,
+    JsonOption,
+    ModelOption,
+    PrecisionOption,
+    echo_json,
+    echo_json_lines,
+    friendly_errors,
+)
 from gemvec.errors import InputError
 from gemvec.progress import progress_bar
 
-CollectionOption = Annotated[
-    str,
-    typer.Option(
-        "--collection",
-        "-c",
-        help="Collection name (under $GEMVEC_HOME/collections) or path (./dir).",
-        envvar="GEMVEC_COLLECTION",
-        show_envvar=True,
-    ),
-]
 ModeOption = Annotated[str, typer.Option("--mode", help="dense, keyword (BM25) or hybrid (RRF of both).")]
 FilterOption = Annotated[
     list[str] | None,
     typer.Option("--filter", "-f", help="Metadata filter KEY=VALUE (repeat; same key = any of)."),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 collections_app = typer.Typer(help="List, inspect and delete collections.", no_args_is_help=True)
-app.add_typer(collections_app, name="collections")
 
 
 def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
@@ -49,15 +46,6 @@ def _progress_bar(enabled: bool):
     return progress_bar("embedding chunks", enabled=enabled, transient=False, show_rate=True)
 
 
-def _open_or_create(collection: str, model: str | None, compute_precision: str | None, **create: Any):
-    from gemvec.store import Collection
-    from gemvec.store.paths import DB_FILE, resolve_collection
-
-    if (resolve_collection(collection) / DB_FILE).is_file():
-        return Collection.open(collection, model=model, dim=create["dim"], precision=create["precision"])
-    return Collection.create(collection, model=model, compute_precision=compute_precision, **create)
-
-
 def _print_report(report, coll) -> None:
     r = report.to_dict()
     typer.echo(
@@ -69,7 +57,6 @@ def _print_report(report, coll) -> None:
         typer.secho(f"skipped {path}: {error}", fg="yellow", err=True)
 
 
-@app.command()
 @friendly_errors
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to index (recursively).")],
@@ -95,9 +82,17 @@ def index(
 ) -> None:
     """Index files into a collection (created on first use). Unchanged files are skipped; Ctrl-C is safe."""
     from gemvec.ingest.loaders import TableOptions
+    from gemvec.store import Collection
 
-    coll = _open_or_create(
-        collection, model, precision, dim=dim, precision=vectors, chunk_tokens=chunk_tokens, overlap=overlap
+    coll = Collection.create(
+        collection,
+        model=model,
+        precision=precision,
+        dim=dim,
+        vectors=vectors,
+        chunk_tokens=chunk_tokens,
+        overlap=overlap,
+        exist_ok=True,
     )
     table = TableOptions(text_field, id_field, title_field, tuple(meta_field) if meta_field else None)
     with coll, _progress_bar(sys.stderr.isatty()) as progress:
@@ -113,7 +108,6 @@ def index(
         _print_report(report, coll)
 
 
-@app.command(name="sync")
 @friendly_errors
 def sync_cmd(collection: CollectionOption, model: ModelOption = None) -> None:
     """Re-index every folder added before: embed changed files, remove deleted ones."""
@@ -123,7 +117,6 @@ def sync_cmd(collection: CollectionOption, model: ModelOption = None) -> None:
         _print_report(coll.sync(progress=progress), coll)
 
 
-@app.command()
 @friendly_errors
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
@@ -139,21 +132,19 @@ def search(
 
     with Collection.open(collection, model=model) as coll:
         hits = coll.search(query, k=k, mode=mode, filters=parse_filters(filters))
+    if as_json:
+        echo_json_lines(hit.to_dict() for hit in hits)
+        return
     for rank, hit in enumerate(hits, start=1):
-        if as_json:
-            sys.stdout.write(json.dumps(hit.to_dict(), ensure_ascii=False) + "\n")
-        else:
-            where = hit.path or hit.source
-            typer.echo(
-                f"{rank:>2}. {hit.score:.4f}  {where}  #{hit.chunk}"
-                + (f"  ({hit.title})" if hit.title else "")
-            )
-            typer.echo("    " + " ".join(hit.text.split())[:300])
-    if not hits and not as_json:
+        where = hit.path or hit.source
+        typer.echo(
+            f"{rank:>2}. {hit.score:.4f}  {where}  #{hit.chunk}" + (f"  ({hit.title})" if hit.title else "")
+        )
+        typer.echo("    " + " ".join(hit.text.split())[:300])
+    if not hits:
         typer.echo("no results", err=True)
 
 
-@app.command()
 @friendly_errors
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
@@ -192,7 +183,7 @@ def ask(
                 sys.stdout.flush()
     answer = stream.answer
     if as_json:
-        sys.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False) + "\n")
+        echo_json(answer.to_dict())
         return
     typer.echo("\n")
     for source in answer.sources:
@@ -207,33 +198,34 @@ def ask(
 @collections_app.command("list")
 @friendly_errors
 def list_cmd(as_json: JsonOption = False) -> None:
-    """Collections under $GEMVEC_HOME/collections."""
-    from gemvec.store import Collection, list_collections
+    """Collections under $GEMVEC_HOME/collections. --json: one object per line."""
+    from gemvec.store import list_collections
 
-    for folder in list_collections():
-        with Collection.open(folder) as coll:
-            info = coll.info()
-        if as_json:
-            sys.stdout.write(json.dumps(info) + "\n")
-        else:
-            typer.echo(
-                f"{info['name']}\t{info['documents']} documents\t{info['chunks']} chunks\t{info['index']}"
-            )
+    infos = (_info(folder) for folder in list_collections())
+    if as_json:
+        echo_json_lines(infos)
+        return
+    for info in infos:
+        typer.echo(f"{info['name']}\t{info['documents']} documents\t{info['chunks']} chunks\t{info['index']}")
 
 
 @collections_app.command("info")
 @friendly_errors
 def info_cmd(collection: CollectionOption, as_json: JsonOption = False) -> None:
     """Documents, chunks, model, dim, vector precision and index of a collection."""
+    info = _info(collection)
+    if as_json:
+        echo_json(info)
+        return
+    for key, value in info.items():
+        typer.echo(f"{key}: {value}")
+
+
+def _info(collection: str | Path) -> dict[str, Any]:
     from gemvec.store import Collection
 
     with Collection.open(collection) as coll:
-        info = coll.info()
-    if as_json:
-        sys.stdout.write(json.dumps(info) + "\n")
-    else:
-        for key, value in info.items():
-            typer.echo(f"{key}: {value}")
+        return coll.info()
 
 
 @collections_app.command("delete")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
-from gemvec.cli.app import (
+from gemvec.cli.options import (
     BatchSizeOption,
     DimOption,
     ModelOption,
     PrecisionOption,
-    app,
+    echo_json_lines,
     friendly_errors,
     load_embedder,
 )
@@ -27,63 +23,44 @@ from gemvec.prompts import parse_task
 
 @dataclass
 class InputText:
-    id: str | int
+    id: object  # as the JSON line gives it, else a running number
     text: str
     title: str | None = None
 
 
-def parse_lines(lines: Iterable[str], source: str, start_id: int = 0) -> list[InputText]:
+def parse_lines(content: str, source: str, start_id: int = 0) -> list[InputText]:
     """One text per line, or JSON Lines objects with `text` (and optional `id`, `title`).
 
     The format is decided by the first non-blank line: JSON Lines if it starts with ``{``.
-    Blank lines are skipped in both formats.
+    Blank lines are skipped in both formats. Texts without an id are numbered from ``start_id``.
     """
+    from gemvec.tabular import parse_records, sniff_format
+
     items: list[InputText] = []
-    is_jsonl: bool | None = None
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip("\r\n")
-        if not line.strip():
-            continue
-        if is_jsonl is None:
-            is_jsonl = line.lstrip().startswith("{")
-        if not is_jsonl:
-            items.append(InputText(start_id + len(items), line))
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{number}: not valid JSON ({exc.msg}).") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+    for number, record in parse_records(content, sniff_format(content), source):
+        text, title = record.get("text"), record.get("title")
+        if not isinstance(text, str):
             raise InputError(f'{source}:{number}: each JSON line needs a string "text" field.')
-        title = record.get("title")
-        items.append(InputText(record.get("id", start_id + len(items)), record["text"], title))
+        row_id = record.get("id", start_id + len(items))
+        items.append(InputText(row_id, text, title if isinstance(title, str) else None))
     return items
 
 
 def _read_inputs(texts: list[str], files: list[Path]) -> list[InputText]:
+    """Argument texts first ('-' reads stdin in place), then each --input file."""
+    from gemvec.tabular import read_text, source_name
+
     items: list[InputText] = []
     for text in texts:
         if text == "-":
-            items += parse_lines(sys.stdin, "<stdin>", len(items))
+            items += parse_lines(read_text("-"), "<stdin>", len(items))
         else:
             items.append(InputText(len(items), text))
     for path in files:
-        if str(path) == "-":
-            items += parse_lines(sys.stdin, "<stdin>", len(items))
-            continue
-        try:
-            with open(path, encoding="utf-8") as f:
-                items += parse_lines(f, str(path), len(items))
-        except FileNotFoundError:
-            raise InputError(f"Input file {path} does not exist.") from None
-        except UnicodeDecodeError:
-            raise InputError(
-                f"{path} is not UTF-8 text; convert it (e.g. iconv -t UTF-8) and retry."
-            ) from None
+        items += parse_lines(read_text(path), source_name(path), len(items))
     return items
 
 
-@app.command()
 @friendly_errors
 def embed(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed; '-' reads stdin.")] = None,
@@ -105,12 +82,18 @@ def embed(
     batch_size: BatchSizeOption = 32,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write a float32 .npy (N, dim) instead of JSON Lines."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write a float32 .npy (N, dim), or .jsonl, instead of JSON Lines on stdout.",
+        ),
     ] = None,
 ) -> None:
     """Embed texts. Prints one JSON object per line: {"id": ..., "embedding": [...]}."""
     if task.lower() not in ("document", "none"):
         parse_task(task)  # fail before loading the model
+    if output is not None and output.suffix not in (".npy", ".jsonl"):
+        raise InputError(f"--output must end in .npy or .jsonl, got {output.name}.")
     items = _read_inputs(list(texts or []), list(input_files or []))
     if not items:
         raise InputError("No texts given. Pass texts as arguments, --input FILE, or '-' to read stdin.")
@@ -123,12 +106,18 @@ def embed(
         vectors = embedder.encode(strings, **options)
     else:
         vectors = embedder.encode(strings, task=task, **options)
-    if output is not None:
-        if output.suffix != ".npy":
-            raise InputError(f"--output must end in .npy, got {output.name}.")
-        np.save(output, vectors)
-        typer.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {output}", err=True)
+    rows = (
+        {"id": item.id, "embedding": vector.tolist()} for item, vector in zip(items, vectors, strict=True)
+    )
+    if output is None:
+        echo_json_lines(rows)
         return
-    write = sys.stdout.write
-    for item, vector in zip(items, vectors, strict=True):
-        write(json.dumps({"id": item.id, "embedding": vector.tolist()}) + "\n")
+    if output.suffix == ".npy":
+        import numpy as np
+
+        np.save(output, vectors)
+    else:
+        from gemvec.tabular import write_rows
+
+        write_rows(list(rows), output)
+    typer.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {output}", err=True)

@@ -7,22 +7,23 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperCommand
 
-from gemvec.cli.app import (
+from gemvec.cli.options import (
     BatchSizeOption,
     DimOption,
     ModelOption,
     PrecisionOption,
-    app,
     friendly_errors,
     load_embedder,
 )
+from gemvec.errors import InputError
 
 TYPE_HELP = "retrieval, sts, classification, clustering or bitext (default: detected from the files)."
 
 
-@app.command("eval")
 @friendly_errors
 def eval_command(
     paths: Annotated[
@@ -37,9 +38,12 @@ def eval_command(
         int | None,
         typer.Option("--limit", "-n", min=1, help="Quick run: first N queries / pairs / test rows."),
     ] = None,
-    json_out: Annotated[
-        Path | None,
-        typer.Option("--json", help="Write the results as a JSON array to this file ('-': stdout)."),
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the results as a JSON array on stdout, the table on stderr."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the results as a JSON array to this file.")
     ] = None,
     queries_from: Annotated[
         Path | None,
@@ -79,11 +83,10 @@ def eval_command(
 ) -> None:
     """Evaluate the model on MTEB-style datasets (see ../shared/data/README.md for the layouts).
 
-    Prints a table; main scores are on MTEB's 0-1 scale.
+    Prints a table; main scores are on MTEB's 0-1 scale. --json: the results as a JSON array.
 
     Embeddings are cached on disk at full size: re-running with another --dim encodes nothing.
     """
-    from gemvec.errors import InputError
     from gemvec.eval import (
         ClassificationOptions,
         ClusteringOptions,
@@ -117,14 +120,56 @@ def eval_command(
         for source, data in loaded:
             results.append(evaluator.run(source, data))
             typer.echo(f"{source.name}: {results[-1].main_score:.4f} ({results[-1].seconds:.1f} s)", err=True)
-    _print_table(results, to_stderr=str(json_out) == "-")
-    if json_out is not None:
-        text = json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n"
-        if str(json_out) == "-":
-            sys.stdout.write(text)
+    _print_table(results, to_stderr=as_json)
+    text = json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False) + "\n"
+    if as_json:
+        sys.stdout.write(text)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(results)} result(s) to {output}", err=True)
+
+
+class EvalCommand(TyperCommand):
+    """``gemvec eval``, still accepting the deprecated ``--json FILE`` and ``--json -``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, legacy_json(args))
+
+
+def legacy_json(args: list[str]) -> list[str]:
+    """Rewrite ``--json FILE`` as ``--output FILE`` and ``--json -`` as ``--json``, warning on stderr.
+
+    ``--json`` used to take the results file; it is a flag now. A token after it that is a dataset
+    (a folder, or an existing .tsv / .jsonl file) or an option is left alone.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + args[i:]
+        if arg.startswith("--json="):
+            value, i = arg.partition("=")[2], i + 1
+        elif arg == "--json" and i + 1 < len(args) and _is_results_file(args[i + 1]):
+            value, i = args[i + 1], i + 2
         else:
-            json_out.write_text(text, encoding="utf-8")
-            typer.echo(f"wrote {len(results)} result(s) to {json_out}", err=True)
+            out.append(arg)
+            i += 1
+            continue
+        new = ["--json"] if value == "-" else ["--output", value]
+        typer.secho(f"warning: `--json {value}` is deprecated; use `{' '.join(new)}`.", fg="yellow", err=True)
+        out += new
+    return out
+
+
+def _is_results_file(token: str) -> bool:
+    """Whether the token after ``--json`` is the old form's results file (``-`` is stdout)."""
+    if token == "-":
+        return True
+    if token.startswith("-"):
+        return False
+    path = Path(token)
+    return not (path.is_dir() or (path.is_file() and path.suffix in (".tsv", ".jsonl")))
 
 
 _SHOWN = (

@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from gemvec.cli.app import ModelOption, app, friendly_errors, load_embedder
+from gemvec.cli.options import ModelOption, friendly_errors, load_embedder
 from gemvec.errors import InputError
-from gemvec.precision import parse_precision
 
 
-@app.command()
 @friendly_errors
 def quantize(
     output: Annotated[Path, typer.Argument(help="New folder for the quantised checkpoint.")],
@@ -20,6 +18,8 @@ def quantize(
     model: ModelOption = None,
 ) -> None:
     """Quantise a checkpoint's weights and save it; load the folder like any model."""
+    from gemvec.precision import parse_precision
+
     if parse_precision(precision).weight_bits is None:
         raise InputError(f"--precision must be int8 or int4 to quantise, got {precision!r}.")
     if output.exists() and any(output.iterdir()):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gemvec.cli.app import ModelOption, PrecisionOption, app, friendly_errors, load_embedder
+from gemvec.cli.options import ModelOption, PrecisionOption, friendly_errors, load_embedder
 from gemvec.errors import require
 
+if TYPE_CHECKING:
+    from gemvec.embedder import Embedder
+    from gemvec.store import Collection
 
-@app.command()
+
 @friendly_errors
 def serve(
     host: Annotated[
@@ -93,18 +95,13 @@ def serve(
     )
 
 
-def _load(model: str | None, precision: str | None, collection: str | None) -> tuple[Any, Any]:
+def _load(
+    model: str | None, precision: str | None, collection: str | None
+) -> tuple[Embedder, Collection | None]:
     """The embedder and, with ``-c``, the collection sharing it (the collection's model by default)."""
     if collection is None:
         return load_embedder(model, precision), None
     from gemvec.store import Collection
 
-    coll = Collection.open(collection, model=model)
-    if precision is None:
-        return coll.embedder, coll
-    if model is None:  # the model the collection was built with, at the asked precision
-        stored = coll.settings.get("model_path") or ""
-        model = stored if stored and Path(stored).is_dir() else coll.settings["model"]
-    embedder = load_embedder(model, precision)
-    coll.close()
-    return embedder, Collection.open(collection, embedder=embedder)
+    coll = Collection.open(collection, model=model, precision=precision)
+    return coll.embedder, coll
