@@ -229,3 +229,18 @@ def test_sqlite_is_a_plain_readable_database(tmp_path: Path, tiny_embedder) -> N
     conn = sqlite3.connect(tmp_path / "c" / "gemvec.sqlite")
     settings = dict(conn.execute("SELECT key, value FROM settings"))
     assert settings["dim"] == "64" and settings["precision"] == "float32" and settings["model_id"]
+
+
+def test_old_keyword_spellings_still_work_with_a_warning(tmp_path: Path, tiny_embedder) -> None:
+    with pytest.warns(DeprecationWarning, match="compute_precision"):
+        old = Collection.create(
+            tmp_path / "a", embedder=tiny_embedder, precision="int8", compute_precision="float32"
+        )
+    assert old.info()["precision"] == "int8"  # the old pair: precision= meant the stored vectors
+    old.close()
+    with pytest.warns(DeprecationWarning, match="vectors='binary'"):
+        binary = Collection.create(tmp_path / "b", embedder=tiny_embedder, precision="binary")
+    assert binary.vectors.value == "binary"
+    binary.close()
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Collection.open(tmp_path / "a", colour="blue")

@@ -76,6 +76,13 @@ class CollectionDamagedError(CollectionError):
     code = "collection_damaged"
 
 
+class StorageFullError(CollectionError):
+    """The disk holding a collection is full; what was committed before is kept."""
+
+    http_status = 507
+    code = "storage_full"
+
+
 class LLMError(GemvecError):
     """The language model (local or OpenAI-compatible server) failed or is unreachable."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gemvec.errors import CollectionLockedError, CollectionNotFoundError
+from gemvec.errors import CollectionLockedError, CollectionNotFoundError, GemvecError
 from gemvec.ingest.loaders import SourceDocument, TableOptions
 from gemvec.ingest.walk import find_files, resolve_path
 from gemvec.store import db, files, search, writer
 from gemvec.store.creation import create_database, open_database
+from gemvec.store.failures import guarded, storage_errors
 from gemvec.store.identity import check_same, model_id, verify_model
 from gemvec.store.live_index import Change, LiveIndex
 from gemvec.store.options import resolve_options
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from gemvec.rag import Answer, AnswerStream
 
 LOCK_FILE = "write.lock"
+log = logging.getLogger("gemvec.store")
 
 
 @dataclass(frozen=True)
@@ -267,14 +270,27 @@ class Collection:
                 raise CollectionLockedError(
                     f"Collection {self.name} is being written by another process; try again when it is done."
                 )
+            failed = True
             try:
-                _ = self.index
-                yield
+                with storage_errors(self.folder):
+                    _ = self.index
+                    yield
+                failed = False
             finally:
                 try:
-                    self._index.save()
+                    self._save_after_write(quiet=failed)
                 finally:
                     self._unlock()
+
+    def _save_after_write(self, quiet: bool) -> None:
+        """Save the index; when the write itself failed, a save error must not hide the first one."""
+        try:
+            with storage_errors(self.folder):
+                self._index.save()
+        except (GemvecError, OSError) as exc:
+            if not quiet:
+                raise
+            log.warning("could not save the index of %s after a failed write: %s", self.folder, exc)
 
     def _delete_documents(self, document_ids: list[int]) -> None:
         """Delete documents, their chunks and their files' records (the caller holds the write lock)."""
@@ -413,13 +429,17 @@ class Collection:
 
     # -- reading ----------------------------------------------------------------------------
 
+    @guarded
     def documents(self) -> Iterator[StoredDocument]:
         """Every document in insertion order, its text rebuilt from its chunks (for clustering, export)."""
         with self._lock:
             rows = list(db.iter_documents(self.conn))
-        for (_, source, path, title, metadata), chunks in rows:
-            yield StoredDocument(source, path, title, json.loads(metadata), stitch(chunks))
+        return (
+            StoredDocument(source, path, title, json.loads(metadata), stitch(chunks))
+            for (_, source, path, title, metadata), chunks in rows
+        )
 
+    @guarded
     def search(
         self, query: str, k: int = 10, mode: str = "hybrid", filters: dict[str, Any] | None = None
     ) -> list[Hit]:
@@ -465,6 +485,7 @@ class Collection:
             temperature=temperature,
         )
 
+    @guarded
     def count(self) -> tuple[int, int]:
         """(documents, chunks)."""
         with self._lock:
@@ -472,6 +493,7 @@ class Collection:
             chunks = self.conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         return documents, chunks
 
+    @guarded
     def info(self) -> dict[str, Any]:
         documents, chunks = self.count()
         kind = IndexSpec(self.dim, self.vectors).for_size(chunks).kind

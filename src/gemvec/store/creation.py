@@ -13,10 +13,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from gemvec.errors import CollectionDamagedError, CollectionError, CollectionNotFoundError
+from gemvec.errors import CollectionDamagedError, CollectionError, CollectionNotFoundError, StorageFullError
 from gemvec.store import db
 from gemvec.store.paths import DB_FILE, resolve_collection
 
+MIN_FREE_BYTES = 1 << 20
 REQUIRED_SETTINGS = ("model", "model_id", "dim", "precision", "chunk_tokens", "overlap")
 
 
@@ -64,6 +65,10 @@ def open_database(folder: Path) -> tuple[sqlite3.Connection, dict[str, str]]:
         conn = db.connect(path)
         settings = db.get_settings(conn)
     except sqlite3.DatabaseError as exc:
+        if shutil.disk_usage(folder).free < MIN_FREE_BYTES:  # WAL needs room for its -shm file
+            raise StorageFullError(
+                f"Collection {folder} cannot be opened: its disk is full ({exc}). Free some space."
+            ) from None
         raise CollectionDamagedError(
             f"{path} cannot be read ({exc}). See what is left with `gemvec collections check -c {folder}` "
             f"and salvage it with `gemvec collections repair -c {folder}`."

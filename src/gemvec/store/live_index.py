@@ -7,6 +7,7 @@ commits, and saves it atomically (:mod:`gemvec.store.persist`) when a write ends
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from gemvec.store import db, persist
 from gemvec.store.vectors import IndexSpec, VectorIndex
 
 SAVE_INTERVAL_S = 60.0  # during long ingests the index file is refreshed this often
+log = logging.getLogger("gemvec.store")
 
 
 @dataclass
@@ -68,7 +70,10 @@ class LiveIndex:
         self._index, changed = persist.open_index(self.conn, self.folder, self.spec)
         self._max_id, self._epoch = max_id, epoch
         if changed and try_lock is not None and try_lock():
-            self.save()
+            try:
+                self.save()
+            except OSError as exc:  # a reader must not fail for want of space to cache the index
+                log.warning("could not save the index of %s (%s); using it in memory", self.folder, exc)
 
     def apply(self, change: Change) -> None:
         """Reflect one of our own commits (the caller holds the write lock).

@@ -1,7 +1,9 @@
 """``vectors=`` (how a collection stores vectors) and ``precision=`` (how its model computes).
 
 Before 0.2, ``Collection.create/open(precision=...)`` meant the stored vector precision and
-``compute_precision=`` the model's. The old names still work for now, with a warning.
+``compute_precision=`` the model's. ``compute_precision=`` still works, with a warning, and so
+does ``precision="binary"`` (a vector precision only); ``precision="int8"`` or ``"float32"``
+now means the model's precision, as in ``Embedder.load`` (CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -41,19 +43,7 @@ def resolve_options(
     elif precision is not None and vectors is None and str(precision).lower() in _VECTOR_ONLY:
         _warn(f"Collection.{where}(precision={precision!r}) is now vectors={precision!r}")
         vectors, precision = precision, None
-    elif precision is not None and vectors is None and _is_vector_precision(precision):
-        warnings.warn(
-            f"Collection.{where}(precision={precision!r}) sets the model's compute precision since gemvec "
-            f"0.2 (as in Embedder.load); the stored vector precision is vectors=. Pass vectors= "
-            "explicitly to silence this warning.",
-            FutureWarning,
-            stacklevel=3,
-        )
     return StoreOptions(parse_vector_precision(vectors), vectors is not None, precision)
-
-
-def _is_vector_precision(value: str) -> bool:
-    return str(value).lower() in {p.value for p in VectorPrecision}
 
 
 def _warn(what: str) -> None:

@@ -34,12 +34,17 @@ class IndexRecord:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename; on any failure (a full disk) remove the temporary."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def db_state(conn: sqlite3.Connection) -> tuple[int, int, int]:
