@@ -28,6 +28,14 @@ def float32_unless_a_test_says_otherwise() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fingerprints and eval caches go to a temporary folder, not the user's ~/.cache/gemvec."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEMVEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete random EmbeddingGemma-shaped checkpoint (hidden 64, 4 layers, window 9)."""

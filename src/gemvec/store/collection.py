@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gemvec.errors import CollectionLockedError, CollectionNotFoundError, GemvecError
+from gemvec.errors import CollectionLockedError, CollectionMismatchError, CollectionNotFoundError, GemvecError
 from gemvec.ingest.loaders import SourceDocument, TableOptions
 from gemvec.ingest.walk import find_files, resolve_path
 from gemvec.store import db, files, search, writer
@@ -45,6 +45,9 @@ if TYPE_CHECKING:
     from gemvec.rag import Answer, AnswerStream
 
 LOCK_FILE = "write.lock"
+# Re-embedding a stored chunk with the same weights gives cosine ~1 (int4 compute against a
+# float32-built collection still > 0.9); another fine-tune of the same shapes falls below.
+MIGRATION_MIN_COSINE = 0.9
 log = logging.getLogger("gemvec.store")
 
 
@@ -212,11 +215,31 @@ class Collection:
 
     def _set_embedder(self, embedder: Embedder) -> None:
         migrated = verify_model(self.settings["model_id"], self.settings["model"], self.name, embedder)
-        if migrated is not None:  # built before content fingerprints: store the new id
+        if migrated is not None:  # built before content fingerprints: check a vector, store the new id
+            self._check_stored_vector(embedder)
             with db.Transaction(self.conn):
                 db.set_settings(self.conn, {"model_id": migrated})
             self.settings = db.get_settings(self.conn)
         self._embedder = embedder
+
+    def _check_stored_vector(self, embedder: Embedder) -> None:
+        """Old ids hashed only the checkpoint's headers, blind to a fine-tune of the same shapes:
+        before trusting one, re-embed the first stored chunk and compare it with its stored vector."""
+        row = self.conn.execute(
+            "SELECT c.text, d.title, c.vector FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "ORDER BY c.id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return
+        dim = None if self.dim == embedder.dim else self.dim
+        fresh = embedder.encode_document([row[0]], titles=[row[1]], dim=dim, show_progress=False)[0]
+        cosine = float(fresh @ np.frombuffer(row[2], dtype=np.float32))
+        if cosine < MIGRATION_MIN_COSINE:
+            raise CollectionMismatchError(
+                f"Collection {self.name} was built with another model than {embedder.model_name}: a stored "
+                f"chunk embeds at cosine {cosine:.3f} to its stored vector. Load {self.settings['model']}, "
+                "or index into a new collection."
+            )
 
     def close(self) -> None:
         self.conn.close()
