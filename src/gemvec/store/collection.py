@@ -12,7 +12,6 @@ committed or what should go, and only this class changes the index (:mod:`live_i
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +33,7 @@ from gemvec.store.creation import create_database, open_database
 from gemvec.store.failures import guarded, storage_errors
 from gemvec.store.identity import check_same, model_id, verify_model
 from gemvec.store.live_index import Change, LiveIndex
+from gemvec.store.lock import WriteLock
 from gemvec.store.options import resolve_options
 from gemvec.store.paths import DB_FILE, resolve_collection
 from gemvec.store.search import Hit
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from gemvec.llm.base import Generator
     from gemvec.rag import Answer, AnswerStream
 
-LOCK_FILE = "write.lock"
 # Re-embedding a stored chunk with the same weights gives cosine ~1 (int4 compute against a
 # float32-built collection still > 0.9); another fine-tune of the same shapes falls below.
 MIGRATION_MIN_COSINE = 0.9
@@ -102,7 +101,7 @@ class Collection:
         self._model = model  # loaded lazily: the collection's own model unless overridden
         self._precision = precision  # compute precision to load it at (None: the CPU's default)
         self._embedder: Embedder | None = None
-        self._lock_fd: int | None = None
+        self._write_lock = WriteLock(folder)
         self._lock = threading.RLock()  # one connection shared by threads (e.g. the HTTP server)
         if embedder is not None:
             self._set_embedder(embedder)
@@ -260,36 +259,20 @@ class Collection:
 
             def try_lock() -> bool:
                 nonlocal locked_here
-                locked_here = self._lock_fd is None and self._try_lock()
-                return locked_here or self._lock_fd is not None
+                locked_here = not self._write_lock.held and self._write_lock.acquire()
+                return self._write_lock.held
 
             try:
                 return self._index.current(try_lock)
             finally:
                 if locked_here:
-                    self._unlock()
-
-    def _try_lock(self) -> bool:
-        fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._lock_fd = fd
-        return True
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+                    self._write_lock.release()
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """One writer at a time (a lock file the OS releases even on kill -9); save the index at the end."""
         with self._lock:
-            if not self._try_lock():
+            if not self._write_lock.acquire():
                 raise CollectionLockedError(
                     f"Collection {self.name} is being written by another process; try again when it is done."
                 )
@@ -303,7 +286,7 @@ class Collection:
                 try:
                     self._save_after_write(quiet=failed)
                 finally:
-                    self._unlock()
+                    self._write_lock.release()
 
     def _save_after_write(self, quiet: bool) -> None:
         """Save the index; when the write itself failed, a save error must not hide the first one."""
