@@ -240,3 +240,23 @@ def test_a_symlink_loop_is_a_clear_error(tmp_path: Path, tiny_embedder) -> None:
         pytest.raises(InputError, match="loop"),
     ):
         coll.add([tmp_path / "loop"])
+
+
+def test_a_nan_vector_neither_ranks_nor_hides_the_true_top_hit(tmp_path: Path, tiny_embedder) -> None:
+    """#14: chunks whose stored vector is NaN are never ranked; the best real hit stays first."""
+    import numpy as np
+
+    from gemvec.store.persist import INDEX_FILE
+
+    with Collection.create(tmp_path / "c", embedder=tiny_embedder) as coll:
+        coll.add_texts([f"Note {i} about the harbor and lemons number {i}." for i in range(40)])
+        top = coll.search("Note 3 about the harbor", k=3, mode="dense")
+        ids = [r[0] for r in coll.conn.execute("SELECT id FROM chunks ORDER BY id")]
+        poisoned = [i for i in ids if i != top[0].chunk_id][::2]
+        nan = np.full(coll.dim, np.nan, dtype=np.float32).tobytes()
+        coll.conn.executemany("UPDATE chunks SET vector = ? WHERE id = ?", [(nan, i) for i in poisoned])
+    (tmp_path / "c" / INDEX_FILE).unlink()  # the index is rebuilt from SQLite, NaN vectors included
+    with Collection.open(tmp_path / "c", embedder=tiny_embedder) as coll:
+        hits = coll.search("Note 3 about the harbor", k=5, mode="dense")
+        assert hits[0].chunk_id == top[0].chunk_id
+        assert not set(poisoned) & {h.chunk_id for h in hits} and all(np.isfinite(h.score) for h in hits)

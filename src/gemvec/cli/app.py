@@ -12,7 +12,16 @@ from typing import Annotated
 import typer
 
 from gemvec import __version__
-from gemvec.cli import classify_cmd, cluster_cmd, collection_cmds, embed, eval_cmd, quantize_cmd, serve_cmd
+from gemvec.cli import (
+    classify_cmd,
+    cluster_cmd,
+    collection_cmds,
+    collections_cmd,
+    embed,
+    eval_cmd,
+    quantize_cmd,
+    serve_cmd,
+)
 
 app = typer.Typer(
     name="gemvec",
@@ -43,7 +52,7 @@ app.command()(collection_cmds.index)
 app.command("sync")(collection_cmds.sync_cmd)
 app.command()(collection_cmds.search)
 app.command()(collection_cmds.ask)
-app.add_typer(collection_cmds.collections_app, name="collections")
+app.add_typer(collections_cmd.collections_app, name="collections")
 app.add_typer(classify_cmd.classify_app, name="classify")
 app.command()(cluster_cmd.cluster)
 app.command("eval", cls=eval_cmd.EvalCommand)(eval_cmd.eval_command)

@@ -1,4 +1,4 @@
-"""``gemvec index``, ``sync``, ``search``, ``ask`` and ``collections list|info|delete``."""
+"""``gemvec index``, ``sync``, ``search`` and ``ask``."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ FilterOption = Annotated[
     list[str] | None,
     typer.Option("--filter", "-f", help="Metadata filter KEY=VALUE (repeat; same key = any of)."),
 ]
-
-collections_app = typer.Typer(help="List, inspect and delete collections.", no_args_is_help=True)
 
 
 def parse_filters(items: list[str] | None) -> dict[str, Any] | None:
@@ -80,10 +78,15 @@ def index(
     precision: PrecisionOption = None,
     batch_size: BatchSizeOption = 32,
 ) -> None:
-    """Index files into a collection (created on first use). Unchanged files are skipped; Ctrl-C is safe."""
-    from gemvec.ingest.loaders import TableOptions
-    from gemvec.store import Collection
+    """Index files into a collection (created on first use). Unchanged files are skipped; Ctrl-C is safe.
 
+    Exits 1 when some files could not be read (they are listed; the others are indexed).
+    """
+    from gemvec.ingest.loaders import TableOptions
+    from gemvec.store import Collection, delete_collection, resolve_collection
+    from gemvec.store.paths import DB_FILE
+
+    is_new = not (resolve_collection(collection) / DB_FILE).exists()
     coll = Collection.create(
         collection,
         model=model,
@@ -95,17 +98,31 @@ def index(
         exist_ok=True,
     )
     table = TableOptions(text_field, id_field, title_field, tuple(meta_field) if meta_field else None)
-    with coll, _progress_bar(sys.stderr.isatty()) as progress:
-        report = coll.add(
-            paths,
-            include=include or (),
-            exclude=exclude or (),
-            table=table,
-            progress=progress,
-            batch_size=batch_size,
-            remove_missing=sync,
-        )
-        _print_report(report, coll)
+    try:
+        with coll, _progress_bar(sys.stderr.isatty()) as progress:
+            report = coll.add(
+                paths,
+                include=include or (),
+                exclude=exclude or (),
+                table=table,
+                progress=progress,
+                batch_size=batch_size,
+                remove_missing=sync,
+            )
+            _print_report(report, coll)
+    except BaseException:
+        if is_new and _is_empty(collection):  # a failed first index leaves no empty collection behind
+            delete_collection(collection)
+        raise
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _is_empty(collection: str) -> bool:
+    from gemvec.store import Collection
+
+    with Collection.open(collection) as coll:
+        return coll.count() == (0, 0)
 
 
 @friendly_errors
@@ -193,50 +210,3 @@ def ask(
             f"{mark}[{source.number}] {hit.path or hit.source} #{hit.chunk}"
             + (f" ({hit.title})" if hit.title else "")
         )
-
-
-@collections_app.command("list")
-@friendly_errors
-def list_cmd(as_json: JsonOption = False) -> None:
-    """Collections under $GEMVEC_HOME/collections. --json: one object per line."""
-    from gemvec.store import list_collections
-
-    infos = (_info(folder) for folder in list_collections())
-    if as_json:
-        echo_json_lines(infos)
-        return
-    for info in infos:
-        typer.echo(f"{info['name']}\t{info['documents']} documents\t{info['chunks']} chunks\t{info['index']}")
-
-
-@collections_app.command("info")
-@friendly_errors
-def info_cmd(collection: CollectionOption, as_json: JsonOption = False) -> None:
-    """Documents, chunks, model, dim, vector precision and index of a collection."""
-    info = _info(collection)
-    if as_json:
-        echo_json(info)
-        return
-    for key, value in info.items():
-        typer.echo(f"{key}: {value}")
-
-
-def _info(collection: str | Path) -> dict[str, Any]:
-    from gemvec.store import Collection
-
-    with Collection.open(collection) as coll:
-        return coll.info()
-
-
-@collections_app.command("delete")
-@friendly_errors
-def delete_cmd(
-    collection: CollectionOption,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Delete a collection folder and everything in it."""
-    from gemvec.store import delete_collection, resolve_collection
-
-    if not yes and not typer.confirm(f"Delete collection {resolve_collection(collection)}?"):
-        raise typer.Exit(1)
-    typer.echo(f"deleted {delete_collection(collection)}", err=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -73,13 +74,24 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout i
 
 def echo_json(value: Any) -> None:
     """One JSON document on stdout (a summary, a report, an answer)."""
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json.dumps(strict_json(value), ensure_ascii=False, indent=2, allow_nan=False) + "\n")
 
 
 def echo_json_lines(values: Iterable[Any]) -> None:
     """One compact JSON object per line on stdout (hits, collections, embeddings), as they come."""
     for value in values:
-        sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(strict_json(value), ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers, and parsers reject them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 # -- helpers ------------------------------------------------------------------------------------

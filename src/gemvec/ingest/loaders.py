@@ -40,8 +40,20 @@ class TableOptions:
     metadata_fields: tuple[str, ...] | None = None
 
 
+BINARY_SNIFF_BYTES = 8192
+
+
 def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")
+    """The file as UTF-8 text; a binary file or invalid UTF-8 is refused rather than read as U+FFFD."""
+    data = path.read_bytes()
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        raise InputError(f"{path} looks binary (it holds NUL bytes), not text; exclude it with --exclude.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path} is not valid UTF-8 (byte {exc.start}); convert it, e.g. `iconv -f latin1 -t utf-8`."
+        ) from None
 
 
 def _markdown_title(text: str) -> str | None:

@@ -211,5 +211,6 @@ def rescore(query: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> 
     if len(ids) == 0:
         return np.empty(0, np.float32), np.empty(0, np.int64)
     scores = vectors @ query.astype(np.float32)
-    order = np.argsort(-scores, kind="stable")[:k]
+    finite = np.flatnonzero(np.isfinite(scores))  # a NaN must not sort above (or hide) a real hit
+    order = finite[np.argsort(-scores[finite], kind="stable")[:k]]
     return scores[order], np.asarray(ids)[order]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gemvec.errors import InputError
 from gemvec.ingest.chunking import Chunk, chunk_text
 from gemvec.ingest.loaders import SourceDocument
 from gemvec.store import db
@@ -174,6 +175,13 @@ def _flush(conn: Connection, embed: EmbedFn, batch: list[_Slice], report: Ingest
     texts = [c.text for s in batch for c in s.item.chunks[s.start : s.end]]
     titles = [s.item.doc.title for s in batch for _ in range(s.start, s.end)]
     vectors = embed(texts, titles)
+    broken = ~np.isfinite(vectors).all(axis=1)
+    if broken.any():
+        sources = sorted({s.item.doc.source for s in batch})
+        raise InputError(
+            f"The model returned non-finite values for {int(broken.sum())} chunk(s) of "
+            f"{', '.join(sources[:3])}; nothing of this batch was stored. Try --precision float32."
+        )
     now = time.time()
     new_ids: list[int] = []
     removed: list[int] = []
