@@ -108,10 +108,10 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
     """``$GEMVEC_PRECISION`` if set; else bfloat16 on a CUDA GPU or on CPUs with native bf16
     math, else float32.
 
-    Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls 2.6-4.2× as fast as float32
-    (AVX512-BF16, ``benchmarks/matmul_kernels.py``) at a cosine to float32 above 0.99. Without
+    Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls several times as fast as float32
+    at a cosine to float32 above 0.99 (``benchmarks/matmul_kernels.py``, BENCHMARKS.md). Without
     it the encoder computes bfloat16's matmuls in float32 (PyTorch's emulated bf16 kernel is
-    3-7× slower), so bfloat16 runs at float32's speed and float32, as fast and more exact, is
+    slower still), so bfloat16 runs at float32's speed and float32, as fast and more exact, is
     the default there.
     int8/int4 save memory, not time (weights are dequantised to float32), so they are never
     picked automatically.

@@ -2,10 +2,10 @@
 
 Two backends give the same token ids:
 
-- **sentencepiece** over ``tokenizer.model`` (used when the checkpoint has one): loads in about
-  0.1 s and holds about 45 MB.
-- **tokenizers** over ``tokenizer.json`` (the reference stack's): parsing Gemma's 33 MB file
-  takes about 1.3 s and peaks near 360 MB — a third of an int8 model's memory.
+- **sentencepiece** over ``tokenizer.model`` (used when the checkpoint has one): loads an
+  order of magnitude faster, in a fraction of the memory.
+- **tokenizers** over ``tokenizer.json`` (the reference stack's): parsing Gemma's large file
+  peaks at a sizeable share of an int8 model's memory (figures in BENCHMARKS.md).
 
 They agree on every one of 230,716 texts of ``../shared/data`` (all its languages, with and
 without prompts) once the control tokens a text may spell out (``<eos>``, …) are split off as
@@ -105,7 +105,7 @@ class TokenizersBackend:
             raise CheckpointError(
                 f"Cannot load tokenizer {path}: {exc}. Re-download the checkpoint."
             ) from None
-        return_freed_heap()  # the parse peaks near 360 MB; about 100 MB stays in use
+        return_freed_heap()  # the parse's peak is mostly transient: hand it back to the OS
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self._tok = tokenizer

@@ -63,7 +63,8 @@ def bfloat16_linear_in_float32(x: torch.Tensor, weight: torch.Tensor) -> torch.T
 
     Native bf16 kernels also accumulate in float32 and round once, so the numbers are the same
     up to summation order (one element in ~10,000 lands one bf16 step away). Without AMX or
-    AVX512-BF16, PyTorch's bf16 matmul is 3-7× slower than this (benchmarks/matmul_kernels.py).
+    AVX512-BF16, PyTorch's bf16 matmul is several times slower than this (benchmarks/matmul_kernels.py,
+    figures in BENCHMARKS.md).
     """
     return F.linear(x.float(), weight.float()).to(torch.bfloat16)
 

@@ -15,10 +15,8 @@ import torch
 
 # A group may hold up to this much padding, relative to its real tokens, before the next text
 # starts a new one. Each group costs a few small operations per layer, so a little padding is
-# cheaper than a group per length. `benchmarks/mixed_lengths.py` (float32, 2 cores): one
-# 2,048-token document with 15 queries, 6.7 s instead of 8.8 s on one grid; calls of 32 short
-# queries whose longest has 45+ tokens, 2.3 instead of 2.9 ms per token; no change beyond the
-# noise on batches of similar lengths.
+# cheaper than a group per length: mixed lengths get faster, similar lengths are unchanged
+# (`benchmarks/mixed_lengths.py`; figures in BENCHMARKS.md, "Speed and memory").
 GROUP_MAX_PADDING = 0.5
 
 

@@ -9,9 +9,8 @@ operations, and waking them costs the model a sixth of the machine.
 
 That is what happens when one thread loads the model and another runs it (``gemvec serve``
 loads on the main thread, then embeds on its model thread): two pools, four threads on two
-CPUs. ``benchmarks/server_load.py`` on the 2-core machine, 32 clients: the model's two compute
-threads used 0.74-0.78 of the CPUs and the machine sat 17-20% idle; once the server released
-the loading thread's pool, 0.93-0.94 and 1%.
+CPUs. Releasing the loading thread's pool gave the model back the idle share of the machine
+(``benchmarks/server_load.py``; the figures are in BENCHMARKS.md, "HTTP server under load").
 """
 
 from __future__ import annotations
