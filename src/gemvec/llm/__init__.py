@@ -36,7 +36,8 @@ def make_generator(spec: str | None = None, *, cache: bool = True) -> Generator:
         from gemvec.llm.gguf import LlamaCppChat
         from gemvec.llm.models import find_smollm2_gguf
 
-        generator = LlamaCppChat(find_smollm2_gguf(download=True))
+        # A failed download is remembered: later calls fail at once (cache=False tries again).
+        generator = LlamaCppChat(find_smollm2_gguf(download=True, retry=not cache))
     else:
         raise InputError(
             f"Unknown LLM spec {spec!r}. Use openai:MODEL@BASE_URL, gguf:PATH/TO/model.gguf, or smollm2."
