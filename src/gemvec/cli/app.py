@@ -21,6 +21,7 @@ from gemvec.cli import (
     eval_cmd,
     quantize_cmd,
     serve_cmd,
+    watch_cmd,
 )
 
 app = typer.Typer(
@@ -58,3 +59,4 @@ app.command()(cluster_cmd.cluster)
 app.command("eval", cls=eval_cmd.EvalCommand)(eval_cmd.eval_command)
 app.command()(quantize_cmd.quantize)
 app.command()(serve_cmd.serve)
+app.command()(watch_cmd.watch)

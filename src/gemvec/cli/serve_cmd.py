@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gemvec.cli.options import ModelOption, PrecisionOption, friendly_errors, load_embedder
-from gemvec.errors import require
+from gemvec.errors import InputError, require
 
 if TYPE_CHECKING:
     from gemvec.embedder import Embedder
     from gemvec.store import Collection
+    from gemvec.store.watch import FolderWatcher
 
 
 @friendly_errors
@@ -68,6 +70,10 @@ def serve(
         ),
     ] = 20.0,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option("--watch", help="Keep the collection in step with this folder while serving (repeat)."),
+    ] = None,
 ) -> None:
     """Serve embeddings at /v1/embeddings (OpenAI API), search and ask over a collection, and a page at /."""
     require("fastapi", "server", "gemvec serve")
@@ -84,15 +90,20 @@ def serve(
     where = f" on http://{host}:{port}/" if port else ""
     served = f"{embedder.model_name}" + (f" and collection {coll.name}" if coll is not None else "")
     typer.secho(f"gemvec: serving {served}{where}", err=True, fg="green")
-    run_server(
-        embedder,
-        host=host,
-        port=port,
-        settings=settings,
-        collection=coll,
-        generator=llm if coll is not None else None,
-        log_level=log_level,
-    )
+    watcher = _start_watcher(coll, watch) if watch else None
+    try:
+        run_server(
+            embedder,
+            host=host,
+            port=port,
+            settings=settings,
+            collection=coll,
+            generator=llm if coll is not None else None,
+            log_level=log_level,
+        )
+    finally:
+        if watcher is not None:
+            watcher.stop()
 
 
 def _load(
@@ -105,3 +116,15 @@ def _load(
 
     coll = Collection.open(collection, model=model, precision=precision)
     return coll.embedder, coll
+
+
+def _start_watcher(coll: Collection | None, paths: list[Path]) -> FolderWatcher:
+    """Apply file changes under ``paths`` from a background thread, on a connection of its own:
+    the server's connection sees each batch once it is committed."""
+    if coll is None:
+        raise InputError("--watch keeps a collection in step with folders: give the collection with -c.")
+    from gemvec.store import Collection
+    from gemvec.store.watch import FolderWatcher, watch_roots
+
+    own = Collection.open(coll.folder, embedder=coll.embedder)
+    return FolderWatcher(own, watch_roots(own, paths)).start()
