@@ -19,6 +19,7 @@ from gemvec.cli import (
     collections_cmd,
     embed,
     eval_cmd,
+    mcp_cmd,
     quantize_cmd,
     serve_cmd,
     watch_cmd,
@@ -60,3 +61,4 @@ app.command("eval", cls=eval_cmd.EvalCommand)(eval_cmd.eval_command)
 app.command()(quantize_cmd.quantize)
 app.command()(serve_cmd.serve)
 app.command()(watch_cmd.watch)
+app.command()(mcp_cmd.mcp)
