@@ -37,7 +37,7 @@ from gemvec.store.lock import WriteLock
 from gemvec.store.options import resolve_options
 from gemvec.store.paths import DB_FILE, resolve_collection
 from gemvec.store.search import Hit
-from gemvec.store.vectors import IndexSpec, VectorIndex, parse_vector_precision
+from gemvec.store.vectors import IndexSpec, VectorIndex, parse_index_choice, parse_vector_precision
 
 if TYPE_CHECKING:
     from gemvec.embedder import Embedder
@@ -97,7 +97,8 @@ class Collection:
         self.vectors = parse_vector_precision(settings["precision"])
         self.chunk_tokens = int(settings["chunk_tokens"])
         self.overlap = int(settings["overlap"])
-        self._index = LiveIndex(conn, folder, IndexSpec(self.dim, self.vectors))
+        spec = IndexSpec(self.dim, self.vectors, choice=settings.get("index", "auto"))
+        self._index = LiveIndex(conn, folder, spec)
         self._model = model  # loaded lazily: the collection's own model unless overridden
         self._precision = precision  # compute precision to load it at (None: the CPU's default)
         self._embedder: Embedder | None = None
@@ -130,21 +131,34 @@ class Collection:
         chunk_tokens: int = 256,
         overlap: int = 32,
         exist_ok: bool = False,
+        index: str | None = None,
         **deprecated: Any,
     ) -> Collection:
         """A new, empty collection (or the existing one with ``exist_ok``).
 
         ``vectors``: how vectors are stored and indexed (float32, int8 or binary); ``precision``:
         the model's compute precision (float32, bfloat16, int8, int4), as in ``Embedder.load``.
+        ``index``: ``auto`` (default: exact, HNSW past 50,000 chunks, IVF on disk past 5 million),
+        ``flat``, ``hnsw``, ``ivf`` (lists sized by the collection) or an IVF factory string such
+        as ``IVF4096,PQ32`` (see BENCHMARKS.md).
         """
         options = resolve_options(vectors, precision, deprecated, "create")
         folder = resolve_collection(name_or_path)
         if (folder / DB_FILE).exists() and exist_ok:
-            return cls.open(folder, model=model, embedder=embedder, dim=dim, **options.open_kwargs())
+            out = cls.open(folder, model=model, embedder=embedder, dim=dim, **options.open_kwargs())
+            built = out.settings.get("index", "auto")
+            if index is not None and parse_index_choice(index, out.dim, out.vectors) != built:
+                out.close()
+                raise CollectionMismatchError(
+                    f"Collection {folder.name} was created with index {built}, not {index}: the index "
+                    "kind is chosen at creation. Open it without an index, or index into a new collection."
+                )
+            return out
         embedder = embedder or _load_embedder(model, options.precision)
         from gemvec.embedder import check_dim
 
         dim = check_dim(dim, embedder.dim)
+        index_choice = parse_index_choice(index, dim, options.vectors)
         settings = {
             "model": embedder.model_name,
             "model_path": str(embedder.folder or ""),
@@ -154,6 +168,7 @@ class Collection:
             "compute_precision": str(getattr(embedder.precision, "value", embedder.precision)),
             "chunk_tokens": str(chunk_tokens),
             "overlap": str(overlap),
+            "index": index_choice,
             "epoch": "0",
             "roots": "[]",
         }
@@ -502,7 +517,8 @@ class Collection:
     @guarded
     def info(self) -> dict[str, Any]:
         documents, chunks = self.count()
-        kind = IndexSpec(self.dim, self.vectors).for_size(chunks).kind
+        spec = IndexSpec(self.dim, self.vectors, choice=self.settings.get("index", "auto")).for_size(chunks)
+        index = {"flat": f"exact-{self.vectors.value}", "hnsw": f"hnsw-{self.vectors.value}"}
         return {
             "name": self.name,
             "path": str(self.folder),
@@ -512,7 +528,8 @@ class Collection:
             "model_id": self.settings["model_id"],
             "dim": self.dim,
             "precision": self.vectors.value,
-            "index": f"{kind}-{self.vectors.value}" if kind == "hnsw" else f"exact-{self.vectors.value}",
+            "index": index.get(spec.kind, f"ivf-{spec.factory}"),
+            "index_setting": self.settings.get("index", "auto"),
             "chunk_tokens": self.chunk_tokens,
             "overlap": self.overlap,
             "roots": [r["path"] for r in json.loads(self.settings.get("roots", "[]"))],

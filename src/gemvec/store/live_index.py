@@ -69,11 +69,15 @@ class LiveIndex:
                 return
         self._index, changed = persist.open_index(self.conn, self.folder, self.spec)
         self._max_id, self._epoch = max_id, epoch
+        saved = False
         if changed and try_lock is not None and try_lock():
             try:
                 self.save()
+                saved = True
             except OSError as exc:  # a reader must not fail for want of space to cache the index
                 log.warning("could not save the index of %s (%s); using it in memory", self.folder, exc)
+        if changed and not saved:
+            persist.forget_unsaved(self.folder, self._index)
 
     def apply(self, change: Change) -> None:
         """Reflect one of our own commits (the caller holds the write lock).
@@ -101,7 +105,7 @@ class LiveIndex:
             return
         count, max_id, epoch = persist.db_state(self.conn)
         if self._stale or self._index.needs_rebuild(count):
-            self._index = persist.rebuild_index(self.conn, self.spec)
+            self._index = persist.rebuild_index(self.conn, self.spec, self.folder)
             self._max_id, self._epoch, self._stale = max_id, epoch, False
         persist.save_index(self.folder, self._index, self._max_id, self._epoch)
         self._last_save = time.monotonic()

@@ -4,7 +4,9 @@ SQLite keeps every chunk's float32 vector; this index is a derived, rebuildable 
 for speed. Quantised precisions (int8, binary) return *candidates* whose scores are
 approximate; :func:`rescore` ranks them again with the exact float32 vectors.
 
-Kinds: ``flat`` (exact scan) for small collections, ``hnsw`` past :data:`ANN_THRESHOLD`.
+Kinds: ``flat`` (exact scan) for small collections, ``hnsw`` past :data:`ANN_THRESHOLD`, ``ivf``
+(lists on disk, :mod:`gemvec.store.ivf_layers`) past :data:`IVF_THRESHOLD` or when the collection
+asks for it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import faiss
 import numpy as np
 
 from gemvec.errors import InputError
+from gemvec.store import ivf
+from gemvec.store.ivf_layers import LayeredIvf
 
 ANN_THRESHOLD = 50_000  # vectors; above this an HNSW graph replaces the exact scan
+IVF_THRESHOLD = 5_000_000  # vectors; above this "auto" moves to an IVF index on disk (BENCHMARKS.md)
+INDEX_CHOICES = ("auto", "flat", "hnsw", "ivf")  # or an IVF factory string such as "IVF4096,PQ32"
 INT8_RETRAIN_GROWTH = 4  # retrain the int8 quantiser when the collection grows this much
 RESCORE_FACTOR = {"float32": 1, "int8": 4, "binary": 10}  # candidates fetched per result
 
@@ -40,21 +46,48 @@ def parse_vector_precision(value: str | VectorPrecision | None) -> VectorPrecisi
         raise InputError(f"Unknown vector precision {value!r}; choose one of {choices}.") from None
 
 
+def parse_index_choice(value: str | None, dim: int, precision: VectorPrecision) -> str:
+    """A collection's index setting: one of :data:`INDEX_CHOICES` or an IVF factory string (checked)."""
+    choice = "auto" if value is None else str(value).strip()
+    if choice.lower() in INDEX_CHOICES:
+        choice = choice.lower()
+    else:
+        ivf.new_ivf(dim, choice)  # an InputError saying what is wrong with it
+    if precision is VectorPrecision.BINARY and choice not in ("auto", "flat", "hnsw"):
+        raise InputError("An IVF index quantises float vectors; binary vectors are indexed 'flat' or 'hnsw'.")
+    return choice
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     dim: int
     precision: VectorPrecision = VectorPrecision.FLOAT32
-    kind: str = "flat"  # "flat" or "hnsw"
+    kind: str = "flat"  # "flat", "hnsw" or "ivf"
+    choice: str = "auto"  # the collection's setting (parse_index_choice)
+    factory: str = ""  # kind "ivf": the FAISS factory string
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
+    nprobe: int = 0  # kind "ivf": lists searched per query; 0 = ivf.default_nprobe
 
     def for_size(self, n: int) -> IndexSpec:
-        """The same spec with the kind chosen for a collection of ``n`` vectors."""
-        return replace(self, kind="hnsw" if n > ANN_THRESHOLD else "flat")
+        """The same spec with the kind (and IVF factory) chosen for a collection of ``n`` vectors."""
+        explicit = self.choice not in INDEX_CHOICES  # a factory string
+        if self.choice in ("flat", "hnsw"):
+            kind = self.choice
+        elif self.choice == "auto":
+            large = n > IVF_THRESHOLD and self.precision is not VectorPrecision.BINARY
+            kind = "ivf" if large else "hnsw" if n > ANN_THRESHOLD else "flat"
+        else:  # IVF: an exact scan until there are enough vectors to train its lists
+            nlist = ivf.factory_nlist(self.choice) if explicit else ivf.choose_nlist(n)
+            kind = "ivf" if n >= ivf.MIN_TRAIN_PER_LIST * nlist else "flat"
+        factory = (self.choice if explicit else ivf.auto_factory(n)) if kind == "ivf" else ""
+        return replace(self, kind=kind, factory=factory)
 
 
 def _new_faiss_index(spec: IndexSpec):
+    if spec.kind == "ivf":
+        raise ValueError("An IVF index is trained on its vectors: use VectorIndex.build.")
     ip = faiss.METRIC_INNER_PRODUCT
     if spec.precision is VectorPrecision.BINARY:
         if spec.dim % 8:
@@ -109,8 +142,16 @@ class VectorIndex:
 
     @classmethod
     def build(cls, spec: IndexSpec, ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
-        """A fresh index of the right kind for ``len(ids)`` vectors, trained on them if needed."""
-        out = cls.empty(spec.for_size(len(ids)))
+        """A fresh index of the right kind for ``len(ids)`` vectors, trained on them if needed.
+
+        An IVF index built here keeps its lists in RAM until it is saved (:mod:`persist`).
+        """
+        spec = spec.for_size(len(ids))
+        if spec.kind == "ivf":
+            rows = np.random.default_rng(0).permutation(len(ids))[: ivf.train_size(spec.factory)]
+            trained = ivf.train_ivf(vectors[np.sort(rows)], spec.dim, spec.factory)
+            return cls(spec, LayeredIvf.in_ram(trained, ids, vectors), trained_on=len(ids))
+        out = cls.empty(spec)
         out.add(ids, vectors)
         return out
 
@@ -121,6 +162,13 @@ class VectorIndex:
     @property
     def is_trained(self) -> bool:
         return bool(self.index.is_trained)
+
+    @property
+    def rescore_factor(self) -> int:
+        """Candidates to fetch per result: the approximate scores are rescored with float32 vectors."""
+        if self.spec.kind == "ivf":
+            return ivf.rescore_factor(self.spec.factory)
+        return RESCORE_FACTOR[self.spec.precision.value]
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
@@ -138,9 +186,13 @@ class VectorIndex:
         return True
 
     def needs_rebuild(self, total: int) -> bool:
-        """True when the kind should change for ``total`` vectors or the int8 ranges are stale."""
+        """True when the kind should change for ``total`` vectors, or the int8 ranges or IVF lists
+        (sized for the collection they were trained on) are stale."""
         if self.spec.for_size(total).kind != self.spec.kind:
             return True
+        if self.spec.kind == "ivf":
+            sized_for_total = self.spec.choice in ("auto", "ivf")
+            return sized_for_total and total > INT8_RETRAIN_GROWTH * max(self.trained_on, 1)
         return (
             self.spec.precision is VectorPrecision.INT8
             and self.trained_on < ANN_THRESHOLD
@@ -159,6 +211,8 @@ class VectorIndex:
             n = len(queries)
             return np.full((n, k), -np.inf, np.float32), np.full((n, k), -1, np.int64)
         codes = _codes(self.spec, queries)
+        if self.spec.kind == "ivf":
+            return self.index.search(codes, k, self.spec.nprobe or None, allowed)
         if self.spec.precision is VectorPrecision.BINARY:
             return self._search_binary(codes, k, allowed, ef_search)
         params = None
@@ -194,6 +248,9 @@ class VectorIndex:
         return scores, ids
 
     def to_bytes(self) -> bytes:
+        """The index serialised; for IVF, the header of its base (the lists are in its data file)."""
+        if self.spec.kind == "ivf":
+            return self.index.header()
         if self.spec.precision is VectorPrecision.BINARY:
             return faiss.serialize_index_binary(self.index).tobytes()
         return faiss.serialize_index(self.index).tobytes()
