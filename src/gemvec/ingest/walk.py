@@ -50,10 +50,15 @@ def find_files(
         if not root.is_dir():
             raise InputError(f"{raw} does not exist.")
         for path in sorted(root.rglob("*")):
-            relative_parts = path.relative_to(root).parts
-            if any(part.startswith(".") for part in relative_parts) or not path.is_file():
-                continue
-            wanted = _matches(path, root, include) if include else path.suffix.lower() in SUPPORTED_SUFFIXES
-            if wanted and not _matches(path, root, exclude):
+            if path.is_file() and wanted(path, root, include, exclude):
                 found[path] = None
     return list(found)
+
+
+def wanted(path: Path, root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> bool:
+    """Whether walking ``root`` takes the file ``path``: not hidden (nor under a hidden folder),
+    matched by ``include`` (default: a supported type) and not by ``exclude``."""
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return False
+    taken = _matches(path, root, include) if include else path.suffix.lower() in SUPPORTED_SUFFIXES
+    return taken and not _matches(path, root, exclude)

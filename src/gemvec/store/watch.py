@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gemvec.errors import CollectionLockedError, InputError, require
-from gemvec.ingest.loaders import SUPPORTED_SUFFIXES, TableOptions
-from gemvec.ingest.walk import _matches, find_files, resolve_path
+from gemvec.ingest.loaders import TableOptions
+from gemvec.ingest.walk import find_files, resolve_path, wanted
 from gemvec.store.writer import IngestReport
 
 watchfiles = require("watchfiles", "watch", "Watching folders")
@@ -59,13 +59,7 @@ class WatchRoot:
         """Whether a sync of this root would index the file ``path`` (the rules of ``find_files``)."""
         if path == self.path:
             return True  # a file named explicitly is always taken
-        if self.hidden(path):
-            return False
-        if self.include:
-            wanted = _matches(path, self.path, self.include)
-        else:
-            wanted = path.suffix.lower() in SUPPORTED_SUFFIXES
-        return wanted and not _matches(path, self.path, self.exclude)
+        return wanted(path, self.path, self.include, self.exclude)
 
     def hidden(self, path: Path) -> bool:
         """Under a hidden folder or hidden itself (``.git``, ``.venv``, editors' ``.swp`` files)."""
