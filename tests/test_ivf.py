@@ -18,9 +18,10 @@ import pytest
 
 from gemvec.errors import CollectionError, CollectionMismatchError, InputError
 from gemvec.store import Collection, db, ivf, ivf_layers, persist
+from gemvec.store import vectors as vectors_module
 from gemvec.store.lock import WriteLock
 from gemvec.store.paths import DB_FILE
-from gemvec.store.vectors import IndexSpec, VectorIndex
+from gemvec.store.vectors import IndexSpec, VectorIndex, VectorPrecision
 
 FRUIT = ["apple", "banana", "cherry", "damson", "elder", "fig"]
 PLACE = ["garden", "harbor", "island", "jungle"]
@@ -170,6 +171,17 @@ def test_damaged_data_file_is_rebuilt_from_sqlite(copy, tiny_embedder) -> None:
         assert dense_top(coll, QUERY) == expected
         assert record(folder)["data_file"] != damaged.name and not damaged.exists()
         assert sorted(coll.index.index.ids().tolist()) == stored_ids(coll)
+
+
+def test_auto_moves_to_ivf_past_the_hnsw_ram_limit(copy, monkeypatch) -> None:
+    monkeypatch.setattr(vectors_module, "HNSW_RAM_LIMIT", 150 * 64 * 4)  # 150 float32 vectors of 64 dims
+    assert IndexSpec(64, VectorPrecision.INT8).for_size(200).kind == "flat"  # int8 vectors are 4x smaller
+    assert IndexSpec(64, VectorPrecision.BINARY).for_size(10**9).kind == "hnsw"
+    coll = copy("flat")  # index "auto", saved as an exact index
+    assert coll.info()["index"] == "ivf-IVF4,SQ8"
+    coll.add_texts(["One more text about figs."], ids=["new"])  # its next use rebuilds it as IVF
+    assert record(coll.folder)["kind"] == "ivf"
+    assert sorted(coll.index.index.ids().tolist()) == stored_ids(coll)
 
 
 def test_index_setting_is_checked_and_kept(tmp_path: Path, tiny_embedder) -> None:

@@ -138,9 +138,9 @@ class Collection:
 
         ``vectors``: how vectors are stored and indexed (float32, int8 or binary); ``precision``:
         the model's compute precision (float32, bfloat16, int8, int4), as in ``Embedder.load``.
-        ``index``: ``auto`` (default: exact, HNSW past 50,000 chunks, IVF on disk past 5 million),
-        ``flat``, ``hnsw``, ``ivf`` (lists sized by the collection) or an IVF factory string such
-        as ``IVF4096,PQ32`` (see BENCHMARKS.md).
+        ``index``: ``auto`` (default: exact, HNSW past 50,000 chunks, IVF on disk once HNSW would
+        keep 5 GiB of vectors in RAM: 5.2M chunks at 256 dims), ``flat``, ``hnsw``, ``ivf`` (lists
+        sized by the collection) or an IVF factory string such as ``IVF4096,PQ32`` (BENCHMARKS.md).
         """
         options = resolve_options(vectors, precision, deprecated, "create")
         folder = resolve_collection(name_or_path)

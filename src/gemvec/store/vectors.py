@@ -5,8 +5,8 @@ for speed. Quantised precisions (int8, binary) return *candidates* whose scores 
 approximate; :func:`rescore` ranks them again with the exact float32 vectors.
 
 Kinds: ``flat`` (exact scan) for small collections, ``hnsw`` past :data:`ANN_THRESHOLD`, ``ivf``
-(lists on disk, :mod:`gemvec.store.ivf_layers`) past :data:`IVF_THRESHOLD` or when the collection
-asks for it.
+(lists on disk, :mod:`gemvec.store.ivf_layers`) once an HNSW graph would hold more than
+:data:`HNSW_RAM_LIMIT` of vectors in RAM, or when the collection asks for it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from gemvec.store import ivf
 from gemvec.store.ivf_layers import LayeredIvf
 
 ANN_THRESHOLD = 50_000  # vectors; above this an HNSW graph replaces the exact scan
-IVF_THRESHOLD = 5_000_000  # vectors; above this "auto" moves to an IVF index on disk (BENCHMARKS.md)
+# "auto" moves to an IVF index on disk past this many bytes of vectors in an HNSW graph (RAM): 5.2M
+# chunks at 256 dims in float32, 1.7M at 768, 21M in int8 at 256 (BENCHMARKS.md, "IVF on disk")
+HNSW_RAM_LIMIT = 5 * 2**30
 INDEX_CHOICES = ("auto", "flat", "hnsw", "ivf")  # or an IVF factory string such as "IVF4096,PQ32"
 INT8_RETRAIN_GROWTH = 4  # retrain the int8 quantiser when the collection grows this much
 RESCORE_FACTOR = {"float32": 1, "int8": 4, "binary": 10}  # candidates fetched per result
@@ -76,7 +78,8 @@ class IndexSpec:
         if self.choice in ("flat", "hnsw"):
             kind = self.choice
         elif self.choice == "auto":
-            large = n > IVF_THRESHOLD and self.precision is not VectorPrecision.BINARY
+            per_vector = {VectorPrecision.FLOAT32: 4 * self.dim, VectorPrecision.INT8: self.dim}
+            large = n * per_vector.get(self.precision, 0) > HNSW_RAM_LIMIT  # binary: never
             kind = "ivf" if large else "hnsw" if n > ANN_THRESHOLD else "flat"
         else:  # IVF: an exact scan until there are enough vectors to train its lists
             nlist = ivf.factory_nlist(self.choice) if explicit else ivf.choose_nlist(n)
