@@ -259,7 +259,15 @@ def test_api_key(keyed, tiny_embedder):
     assert error["code"] == "invalid_api_key"
     assert_error(post(keyed, body, headers={"Authorization": "Basic s3cret-key"}), 401)
     assert_error(httpx.get(keyed.url + "/metrics"), 401)
-    assert httpx.get(keyed.url + "/health").json()["auth"] is True
+    assert httpx.get(keyed.url + "/health").json() == {"status": "ok"}  # names nothing without the key
+    full = httpx.get(keyed.url + "/health", headers={"Authorization": "Bearer s3cret-key"}).json()
+    assert full["auth"] is True and full["model"] == "tiny"
+    for docs in ("/docs", "/openapi.json", "/redoc"):
+        assert_error(httpx.get(keyed.url + docs), 401)
+    assert (
+        httpx.get(keyed.url + "/openapi.json", headers={"Authorization": "Bearer s3cret-key"}).status_code
+        == 200
+    )
     assert httpx.get(keyed.url + "/").status_code == 200
     good = openai.OpenAI(base_url=keyed.url + "/v1", api_key="s3cret-key", max_retries=0)
     response = good.embeddings.create(model="tiny", input="a", encoding_format="float")

@@ -107,6 +107,20 @@ def test_search_bad_requests(server, body, param):
     assert response.json()["error"]["param"] == param
 
 
+def test_hostile_filters_are_400_not_500(server):
+    """#21.5: a filter value past 64-bit integers, and ~300k filter values, answered 500."""
+    huge = post(server, "/v1/search", {"query": "fox", "filters": {"n": 2**63}})
+    assert huge.status_code == 400 and "64-bit" in huge.json()["error"]["message"]
+    many = post(server, "/v1/search", {"query": "fox", "filters": {"n": list(range(300_000))}})
+    assert many.status_code == 400 and "limit" in many.json()["error"]["message"]
+    fine = post(
+        server,
+        "/v1/search",
+        {"query": "fox", "mode": "keyword", "filters": {"lang": ["x", *"abc"], "n": [1]}},
+    )
+    assert fine.status_code == 200
+
+
 def test_search_bad_filter_key_is_400(server):
     response = post(server, "/v1/search", {"query": "x", "filters": {"bad key;": "1"}})
     assert response.status_code == 400

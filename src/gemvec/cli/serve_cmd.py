@@ -69,6 +69,16 @@ def serve(
             help="Under load, wait up to this long for answered clients' next requests to join a batch.",
         ),
     ] = 20.0,
+    read_timeout: Annotated[
+        float,
+        typer.Option("--read-timeout", min=0.1, help="Seconds a client has to send a whole request."),
+    ] = 30.0,
+    keep_alive: Annotated[
+        float, typer.Option("--keep-alive", min=0.1, help="Seconds an idle kept-alive connection stays open.")
+    ] = 5.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections past which requests get 503.")
+    ] = 256,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     watch: Annotated[
         list[Path] | None,
@@ -86,6 +96,9 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         max_batch_tokens=max_batch_tokens,
         batch_gather_s=batch_wait_ms / 1000,
+        read_timeout_s=read_timeout,
+        keep_alive_s=keep_alive,
+        max_connections=max_connections,
     )
     where = f" on http://{host}:{port}/" if port else ""
     served = f"{embedder.model_name}" + (f" and collection {coll.name}" if coll is not None else "")

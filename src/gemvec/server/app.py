@@ -12,7 +12,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 
@@ -74,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.worker = worker
+    app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
 
@@ -95,9 +96,13 @@ def create_app(
         return await retrieval.ask(request)
 
     @app.get("/health")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
+        """Liveness for anyone; the model and collection only for a caller with the key (when one is set)."""
+        status = {"status": "ok" if worker.alive else "stopping"}
+        if settings.api_key and not request.scope.get("state", {}).get("authenticated"):
+            return json_response(status, 200 if worker.alive else 503)
         body = {
-            "status": "ok" if worker.alive else "stopping",
+            **status,
             "model": embeddings.model_id,
             "dim": embedder.dim,
             "collection": retrieval.collection_name,

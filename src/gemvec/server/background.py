@@ -12,6 +12,8 @@ from typing import Any
 
 import uvicorn
 
+from gemvec.server.connections import uvicorn_options
+
 
 class BackgroundServer:
     """uvicorn serving ``app`` on ``host`` (port 0: any free port) until the ``with`` block ends."""
@@ -19,6 +21,9 @@ class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> None:
         config.setdefault("log_level", "warning")
         config.setdefault("timeout_graceful_shutdown", 30)
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        if settings is not None:  # an app from create_app: its connection limits
+            config = {**uvicorn_options(settings), **config}
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **config))
         self.host = host
         self.port = port

@@ -17,7 +17,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PROTECTED_PREFIXES = ("/v1/", "/metrics")
+PROTECTED_PREFIXES = ("/v1/", "/metrics", "/docs", "/redoc", "/openapi.json")
 
 
 async def send_error(send: Send, status: int, message: str, code: str | None = None, **headers: str) -> None:
@@ -60,19 +60,25 @@ class MetricsMiddleware:
 
 
 class AuthMiddleware:
-    """``Authorization: Bearer KEY`` on the API and metrics, compared in constant time."""
+    """``Authorization: Bearer KEY`` on the API, metrics and API docs, compared in constant time.
+
+    Other paths (the page, ``/health``) stay open; ``scope["state"]["authenticated"]`` tells them
+    whether the key was sent, so ``/health`` says more to a caller who has it.
+    """
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
         self.key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIXES):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+        authenticated = scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+        scope.setdefault("state", {})["authenticated"] = authenticated
+        if authenticated or not scope["path"].startswith(PROTECTED_PREFIXES):
             await self.app(scope, receive, send)
             return
         message = "Missing API key: send 'Authorization: Bearer KEY'." if not header else "Invalid API key."

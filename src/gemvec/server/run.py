@@ -9,6 +9,7 @@ from typing import Any
 import uvicorn
 
 from gemvec.server.app import create_app
+from gemvec.server.connections import uvicorn_options
 from gemvec.server.settings import ServerSettings
 
 log = logging.getLogger("gemvec.server")
@@ -46,4 +47,5 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
+        **uvicorn_options(settings),
     )

@@ -20,3 +20,6 @@ class ServerSettings:
     max_batch_inputs: int = 256
     batch_gather_s: float = 0.02  # under load, wait this long for answered clients' next requests
     model_id: str | None = None  # the name clients see; default: the checkpoint folder's name
+    read_timeout_s: float = 30.0  # to receive a whole request (headers and body) from its first byte
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this long
+    max_connections: int = 256  # past this many open connections, requests get 503
