@@ -12,8 +12,15 @@ from gemvec.llm.base import Message
 REPEAT_PENALTY = 1.15
 
 
+THREADS_ENV = "GEMVEC_LLM_THREADS"
+
+
 class LlamaCppChat:
-    """Loads the GGUF once; the chat template comes from the file's metadata."""
+    """Loads the GGUF once; the chat template comes from the file's metadata.
+
+    Threads: ``n_threads``, else ``$GEMVEC_LLM_THREADS``, else up to 4 cores. On a busy machine
+    one thread can cost less CPU than several that wait on each other.
+    """
 
     def __init__(self, path: str | os.PathLike[str], n_ctx: int = 4096, n_threads: int | None = None) -> None:
         path = Path(path).expanduser()
@@ -25,7 +32,7 @@ class LlamaCppChat:
         self._llm = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads or min(os.cpu_count() or 1, 4),
+            n_threads=n_threads or int(os.environ.get(THREADS_ENV) or 0) or min(os.cpu_count() or 1, 4),
             seed=0,
             verbose=False,
         )
