@@ -183,6 +183,10 @@ def test_sentences_of_markdown_and_of_scripts_without_spaces() -> None:
     assert split_sentences(text) == [
         "Title", "A wrapped line.", "Second one!", "item one", "| a | b |", "rm -rf /", "好的。", "再见。",
     ]  # fmt: skip
+    german = "Tesla starb am 7. Januar 1943. Heinrich III. adelte ihn. John C. Messenger übersetzte."
+    assert split_sentences(german) == [
+        "Tesla starb am 7. Januar 1943.", "Heinrich III. adelte ihn.", "John C. Messenger übersetzte.",
+    ]  # fmt: skip
     assert split_sentences(text, prose_only=True) == [
         "Title", "A wrapped line.", "Second one!", "item one", "好的。", "再见。",
     ]  # fmt: skip

@@ -94,6 +94,9 @@ _MARKER = re.compile(r"[ \t]*" + _CITATION.pattern)  # a marker and the blanks b
 _OPEN_TAIL = re.compile(r"[ \t]*(?:\[[\d\s,;]*)?\Z")  # what a later piece could still make a marker
 _NUMBERS = re.compile(r"\d+")
 _SENTENCE_END = re.compile(r"(?<=[.!?؟।])\s+|(?<=[。！？])")
+# A period after an initial ("John C. Messenger"), a day or ordinal ("am 7. Januar") or a Roman
+# numeral ("Heinrich III.") does not end a sentence.
+_NOT_AN_END = re.compile(r"(?:^|\s)(?:[A-Z]|\d{1,2}|[IVX]{1,4})\.\Z")
 _MARKDOWN_LEAD = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s+")
 
 
@@ -264,8 +267,19 @@ def split_sentences(text: str, prose_only: bool = False) -> list[str]:
             blocks[-1].append(stripped)
     out = []
     for block in blocks:
-        out.extend(s for s in _SENTENCE_END.split(" ".join(filter(None, block))) if s.strip())
+        out.extend(_sentences(" ".join(filter(None, block))))
     return out
+
+
+def _sentences(text: str) -> Iterator[str]:
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if not _NOT_AN_END.search(text, start, end.start()):
+            if sentence := text[start : end.start()].strip():
+                yield sentence
+            start = end.end()
+    if sentence := text[start:].strip():
+        yield sentence
 
 
 def support(answer: str, sources: Sequence[str], question: str = "") -> float:
