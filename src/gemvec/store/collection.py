@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,10 +331,16 @@ class Collection:
         plan = writer.plan(self.conn, docs, report, self.embedder.tokenizer, self.chunk_tokens, self.overlap)
         batch_size = options.get("batch_size", 32)
 
-        def embed(texts: list[str], titles: list[str | None]) -> np.ndarray:
+        def embed_here(texts: list[str], titles: list[str | None]) -> np.ndarray:
             return self.embedder.encode_document(
                 texts, titles=titles, dim=self.encode_dim, batch_size=batch_size, show_progress=False
             )
+
+        embed: writer.EmbedFn = embed_here
+        if options.get("embed_documents") is not None:  # given every chunk to embed, in the writer's order
+            texts = [chunk.text for p in plan.pending for chunk in p.chunks[p.done :]]
+            titles = [p.doc.title for p in plan.pending for _ in p.chunks[p.done :]]
+            embed = options["embed_documents"](texts, titles)
 
         self._delete_documents(plan.obsolete)
         report.removed += len(plan.obsolete)
@@ -354,11 +360,17 @@ class Collection:
         progress: writer.ProgressFn | None = None,
         batch_size: int = 32,
         remove_missing: bool = False,
+        embed_documents: Callable[[list[str], list[str | None]], writer.EmbedFn] | None = None,
     ) -> writer.IngestReport:
         """Ingest files and folders (recursively). Unchanged files and documents are skipped.
 
         ``remove_missing``: also delete documents under these paths whose files are gone (sync).
         Unreadable files are reported in ``IngestReport.failed`` and do not stop the others.
+        ``embed_documents``: embed elsewhere than with this collection's model (e.g. on a Ray
+        cluster: :mod:`gemvec.distributed`). Called once with every chunk text and title to embed,
+        in order, it returns the ``embed(texts, titles) -> vectors`` the writer then calls batch
+        by batch with those chunks in that order, so it can work ahead; vectors must be this
+        collection's (same model, dim, normalised).
         """
         roots = [str(resolve_path(p)) for p in paths]
         found = find_files(roots, include, exclude)
@@ -369,7 +381,8 @@ class Collection:
                 self._delete_documents(gone)
                 report.removed += len(gone)
             docs, markers = files.read_changed(self.conn, found, table, report)
-            duplicates = self._ingest(docs, report, {"progress": progress, "batch_size": batch_size})
+            options = {"progress": progress, "batch_size": batch_size, "embed_documents": embed_documents}
+            duplicates = self._ingest(docs, report, options)
             stale = files.stale_documents(self.conn, markers)
             self._delete_documents(stale)
             report.removed += len(stale)
