@@ -15,9 +15,15 @@ from gemvec.cli.options import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayCpusOption,
+    RayGpusOption,
+    RayOption,
     echo_json,
     echo_json_lines,
     friendly_errors,
+    join_ray,
 )
 from gemvec.errors import InputError
 from gemvec.progress import progress_bar
@@ -77,15 +83,23 @@ def index(
     model: ModelOption = None,
     precision: PrecisionOption = None,
     batch_size: BatchSizeOption = 32,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = None,
+    ray_cpus: RayCpusOption = 1.0,
+    ray_gpus: RayGpusOption = None,
 ) -> None:
     """Index files into a collection (created on first use). Unchanged files are skipped; Ctrl-C is safe.
 
     Exits 1 when some files could not be read (they are listed; the others are indexed).
+    With --ray, the chunks are embedded on a Ray cluster and committed here, with the same ids
+    and vectors as without it; a re-run after a crash carries on where it stopped.
     """
     from gemvec.ingest.loaders import TableOptions
     from gemvec.store import Collection, delete_collection, resolve_collection
     from gemvec.store.paths import DB_FILE
 
+    pool = join_ray(ray, ray_address, ray_actors, ray_cpus, ray_gpus)  # before creating anything
     is_new = not (resolve_collection(collection) / DB_FILE).exists()
     coll = Collection.create(
         collection,
@@ -100,15 +114,20 @@ def index(
     table = TableOptions(text_field, id_field, title_field, tuple(meta_field) if meta_field else None)
     try:
         with coll, _progress_bar(sys.stderr.isatty()) as progress:
-            report = coll.add(
-                paths,
+            options: dict[str, Any] = dict(
                 include=include or (),
                 exclude=exclude or (),
                 table=table,
                 progress=progress,
-                batch_size=batch_size,
                 remove_missing=sync,
             )
+            if pool is None:
+                report = coll.add(paths, batch_size=batch_size, **options)
+            else:
+                from gemvec.distributed import index_on_ray
+
+                report, nodes = index_on_ray(coll, paths, pool=pool, **options)
+                _print_nodes(nodes)
             _print_report(report, coll)
     except BaseException:
         if is_new and _is_empty(collection):  # a failed first index leaves no empty collection behind
@@ -116,6 +135,11 @@ def index(
         raise
     if report.failed:
         raise typer.Exit(1)
+
+
+def _print_nodes(chunks_by_node: dict[str, int]) -> None:
+    spread = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(chunks_by_node.items()))
+    typer.echo(f"embedded on {len(chunks_by_node)} Ray node(s): {spread or 'nothing to embed'}", err=True)
 
 
 def _is_empty(collection: str) -> bool:

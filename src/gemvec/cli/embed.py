@@ -1,4 +1,8 @@
-"""``gemvec embed``: texts from arguments, files or stdin -> JSON Lines or a .npy file."""
+"""``gemvec embed``: texts from arguments, files or stdin -> JSON Lines or a .npy file.
+
+With ``--ray``: Parquet or JSON Lines files (or folders of them) -> a folder of Parquet files
+(id, embedding), embedded on a Ray cluster (:mod:`gemvec.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,14 @@ from gemvec.cli.options import (
     DimOption,
     ModelOption,
     PrecisionOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayCpusOption,
+    RayGpusOption,
+    RayOption,
     echo_json_lines,
     friendly_errors,
+    join_ray,
     load_embedder,
 )
 from gemvec.errors import InputError
@@ -85,13 +95,50 @@ def embed(
         typer.Option(
             "--output",
             "-o",
-            help="Write a float32 .npy (N, dim), or .jsonl, instead of JSON Lines on stdout.",
+            help="Write a float32 .npy (N, dim), or .jsonl, instead of JSON Lines on stdout "
+            "(--ray: a folder of Parquet files).",
         ),
     ] = None,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    ray_actors: RayActorsOption = None,
+    ray_cpus: RayCpusOption = 1.0,
+    ray_gpus: RayGpusOption = None,
+    text_column: Annotated[str, typer.Option(help="--ray: the column holding the text.")] = "text",
+    id_column: Annotated[str, typer.Option(help="--ray: the column of ids written with each vector.")] = "id",
+    title_column: Annotated[
+        str, typer.Option(help="--ray: the column of titles, if any (documents).")
+    ] = "title",
 ) -> None:
-    """Embed texts. Prints one JSON object per line: {"id": ..., "embedding": [...]}."""
+    """Embed texts. Prints one JSON object per line: {"id": ..., "embedding": [...]}.
+
+    With --ray: embeds -i Parquet or JSON Lines files (or folders of them) on a Ray cluster into
+    the folder -o, as Parquet files of (id, embedding).
+    """
     if task.lower() not in ("document", "none"):
         parse_task(task)  # fail before loading the model
+    if ray and (texts or not input_files or output is None):
+        raise InputError("With --ray, give the input as -i FILE_OR_FOLDER and the output folder as -o.")
+    pool = join_ray(ray, ray_address, ray_actors, ray_cpus, ray_gpus)
+    if pool is not None and input_files and output is not None:
+        from gemvec.distributed import embed_files
+
+        rows = embed_files(
+            input_files,
+            output,
+            text_column=text_column,
+            id_column=id_column,
+            titles_column=title_column,
+            task=task.lower(),
+            dim=dim,
+            model=model,
+            precision=precision,
+            num_actors=pool.actors,
+            num_cpus=pool.cpus,
+            num_gpus=pool.gpus,
+        )
+        typer.echo(f"wrote {rows} vectors to {output} (Parquet: {id_column}, embedding)", err=True)
+        return
     if output is not None and output.suffix not in (".npy", ".jsonl"):
         raise InputError(f"--output must end in .npy or .jsonl, got {output.name}.")
     items = _read_inputs(list(texts or []), list(input_files or []))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from gemvec.errors import GemvecError
+from gemvec.errors import GemvecError, InputError
 
 if TYPE_CHECKING:
+    from gemvec.distributed import ActorPool
     from gemvec.embedder import Embedder
     from gemvec.tabular import Table
 
@@ -52,6 +54,38 @@ CollectionOption = Annotated[
         help="Collection name (under $GEMVEC_HOME/collections) or path (./dir).",
         envvar="GEMVEC_COLLECTION",
         show_envvar=True,
+    ),
+]
+
+# -- Ray (embed --ray, index --ray) -------------------------------------------------------------
+
+RayOption = Annotated[
+    bool,
+    typer.Option(
+        "--ray", help="Embed on a Ray cluster: a pool of actors, each holding the model (gemvec[ray])."
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The cluster --ray joins: HOST:PORT or ray://HOST:PORT; 'auto' (default) finds one started "
+        "on this machine with `ray start`; 'local' starts a private one in this process.",
+        envvar="RAY_ADDRESS",
+        show_envvar=True,
+    ),
+]
+RayActorsOption = Annotated[
+    int | None,
+    typer.Option("--ray-actors", min=1, help="Model actors with --ray (default: fill the cluster)."),
+]
+RayCpusOption = Annotated[
+    float, typer.Option("--ray-cpus", min=0.01, help="CPUs each actor reserves (--ray).")
+]
+RayGpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ray-gpus", min=0, help="GPUs each actor reserves (--ray; default: 1 if the cluster has GPUs)."
     ),
 ]
 
@@ -145,3 +179,21 @@ def read_data(
         require_labels=need_labels,
         format=format or ("jsonl" if str(path) == "-" else None),
     )
+
+
+def join_ray(
+    ray: bool, address: str | None, actors: int | None, cpus: float, gpus: float | None
+) -> ActorPool | None:
+    """With ``--ray``: connect to the cluster and return the actor pool asked for; else None.
+
+    Ray options without ``--ray`` are refused rather than ignored.
+    """
+    if not ray:
+        if actors is not None or gpus is not None or cpus != 1.0:
+            raise InputError("--ray-actors, --ray-cpus and --ray-gpus go with --ray.")
+        return None
+    from gemvec.distributed import ActorPool, connect
+
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # no INFO lines; progress bars on a terminal
+    connect(address)
+    return ActorPool(actors, cpus, gpus)
