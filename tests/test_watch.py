@@ -140,6 +140,8 @@ def test_watch_follows_creates_edits_renames_moves_and_deletes(notes, coll, tmp_
     reports = [json.loads(line) for line in watcher.proc.stdout]
     totals = {key: sum(r[key] for r in reports) for key in ("added", "updated", "removed")}
     assert totals == {"added": 4, "updated": 1, "removed": 3}, reports
+    with type(coll).open(coll.folder) as fresh:  # the watcher wrote through its own connection
+        assert fresh.info()["roots"] == [str(notes.resolve())]  # not every file it applied
 
 
 def test_kill_9_loses_nothing_that_sync_restores(notes, coll, tiny_model_dir):

@@ -361,10 +361,13 @@ class Collection:
         batch_size: int = 32,
         remove_missing: bool = False,
         embed_documents: Callable[[list[str], list[str | None]], writer.EmbedFn] | None = None,
+        remember: bool = True,
     ) -> writer.IngestReport:
         """Ingest files and folders (recursively). Unchanged files and documents are skipped.
 
         ``remove_missing``: also delete documents under these paths whose files are gone (sync).
+        ``remember``: record ``paths`` as roots that a later ``sync()`` redoes (a watcher applying
+        single changed files under a root it already recorded passes False).
         Unreadable files are reported in ``IngestReport.failed`` and do not stop the others.
         ``embed_documents``: embed elsewhere than with this collection's model (e.g. on a Ray
         cluster: :mod:`gemvec.distributed`). Called once with every chunk text and title to embed,
@@ -387,8 +390,10 @@ class Collection:
             self._delete_documents(stale)
             report.removed += len(stale)
             files.record_files(self.conn, markers, duplicates)
-            files.remember_roots(self.conn, self.settings.get("roots", "[]"), roots, include, exclude, table)
-            self.settings = db.get_settings(self.conn)
+            if remember:
+                known = self.settings.get("roots", "[]")
+                files.remember_roots(self.conn, known, roots, include, exclude, table)
+                self.settings = db.get_settings(self.conn)
         return report
 
     def sync(

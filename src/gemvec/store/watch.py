@@ -199,6 +199,7 @@ class FolderWatcher:
             table=root.table,
             batch_size=self.batch_size,
             remove_missing=remove_missing,
+            remember=paths == [root.path],  # the root itself, not each changed file under it
         )
         if report.duplicates:  # the collection leaves such files unrecorded, to read them again later
             candidates = find_files([root.path], root.include, root.exclude) if remove_missing else paths
