@@ -54,7 +54,14 @@ class Gemvec:
 
     def __init__(self, *args: str) -> None:
         cmd = [sys.executable, "-m", "gemvec", *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Ctrl-C as a terminal delivers it, even when pytest runs as a background job (SIGINT ignored).
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -264,3 +271,21 @@ def test_serve_watch_keeps_the_served_collection_in_step(notes, coll):
         assert server.proc.wait(60) in (0, -signal.SIGTERM)
     finally:
         server.stop()
+
+
+def test_index_watch_indexes_then_follows_until_ctrl_c(notes, tmp_path, tiny_model_dir):
+    target = tmp_path / "followed"
+    watcher = Gemvec("index", str(notes), "-c", str(target), "-m", str(tiny_model_dir), "--watch")
+    try:
+        watcher.wait_for("watching")
+        (notes / "b.md").write_text("bananas in boats")
+
+        def seen() -> bool:
+            with Collection.open(target) as coll:
+                return "b.md" in indexed(coll, notes)
+
+        eventually(seen, "the new file indexed by index --watch")
+        watcher.proc.send_signal(signal.SIGINT)
+        assert watcher.proc.wait(60) == 130
+    finally:
+        watcher.stop()

@@ -80,6 +80,17 @@ def index(
     ] = None,
     chunk_tokens: Annotated[int, typer.Option(help="Chunk size in tokens (at creation).")] = 256,
     overlap: Annotated[int, typer.Option(help="Chunk overlap in tokens (at creation).")] = 32,
+    index_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Vector index at creation: auto (exact, HNSW, then IVF on disk as it grows), flat, hnsw, "
+            "ivf, or a FAISS IVF factory string such as IVF4096,PQ32.",
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Then follow changes under PATHS (extra 'watch'); Ctrl-C stops.")
+    ] = False,
     model: ModelOption = None,
     precision: PrecisionOption = None,
     batch_size: BatchSizeOption = 32,
@@ -109,6 +120,7 @@ def index(
         vectors=vectors,
         chunk_tokens=chunk_tokens,
         overlap=overlap,
+        index=index_kind,
         exist_ok=True,
     )
     table = TableOptions(text_field, id_field, title_field, tuple(meta_field) if meta_field else None)
@@ -129,12 +141,31 @@ def index(
                 report, nodes = index_on_ray(coll, paths, pool=pool, **options)
                 _print_nodes(nodes)
             _print_report(report, coll)
+            if watch:
+                _follow(coll, paths, options, batch_size)
     except BaseException:
         if is_new and _is_empty(collection):  # a failed first index leaves no empty collection behind
             delete_collection(collection)
         raise
     if report.failed:
         raise typer.Exit(1)
+
+
+def _follow(coll: Any, paths: list[Path], options: dict[str, Any], batch_size: int) -> None:
+    """Keep ``coll`` in step with ``paths`` until Ctrl-C (see ``gemvec watch``)."""
+    from gemvec.store.watch import FolderWatcher, watch_roots
+
+    roots = watch_roots(
+        coll, paths, include=options["include"], exclude=options["exclude"], table=options["table"]
+    )
+    folders = ", ".join(str(r.path) for r in roots)
+    FolderWatcher(
+        coll,
+        roots,
+        batch_size=batch_size,
+        on_batch=lambda report: _print_report(report, coll),
+        on_ready=lambda: typer.echo(f"{coll.name}: watching {folders} (Ctrl-C stops)", err=True),
+    ).run()
 
 
 def _print_nodes(chunks_by_node: dict[str, int]) -> None:
