@@ -103,3 +103,17 @@ def test_ask_json_with_the_local_llm(home: Path, tiny_model_dir: Path) -> None:
     )
     answer = json.loads(out)
     assert answer["answer"] and [s["number"] for s in answer["sources"]] == [1, 2]
+
+
+def test_ask_extractive_needs_no_llm_and_cites_its_source(home: Path, tiny_model_dir: Path) -> None:
+    model = str(tiny_model_dir)
+    run("index", str(home / "docs"), "-c", "demo", "-m", model, "--text-field", "body")
+    out = run(
+        "ask", "penicillin Fleming", "-c", "demo", "-m", model, "--answer", "extractive", "-k", "2", "--json"
+    )
+    answer = json.loads(out)
+    assert answer["mode"] == "extractive" and answer["citations"] and answer["invalid_citations"] == []
+    cited = [s for s in answer["sources"] if s["cited"]]
+    assert cited and all(s["text"] for s in cited)
+    text = run("ask", "penicillin Fleming", "-c", "demo", "-m", model, "--answer", "extractive", "-k", "2")
+    assert "[1]" in text or "[2]" in text

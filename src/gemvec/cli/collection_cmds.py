@@ -168,6 +168,26 @@ def _follow(coll: Any, paths: list[Path], options: dict[str, Any], batch_size: i
     ).run()
 
 
+def _explain(answer: Any, streamed: str) -> None:
+    """Say on stderr what the checks of the answer found (rag: citations, support, language)."""
+    if answer.invalid_citations:
+        cited = ", ".join(f"[{n}]" for n in answer.invalid_citations)
+        typer.secho(f"removed citations of sources that were not retrieved: {cited}", fg="yellow", err=True)
+    if answer.mode == "extractive" and answer.text.strip() != streamed.strip():
+        typer.secho(
+            "the generated answer is not supported by its sources; from the sources instead:",
+            fg="yellow",
+            err=True,
+        )
+        typer.echo(answer.text + "\n")
+    if answer.language_ok is False:
+        typer.secho(
+            f"the answer is in {answer.answer_language}, the question in {answer.question_language}",
+            fg="yellow",
+            err=True,
+        )
+
+
 def _print_nodes(chunks_by_node: dict[str, int]) -> None:
     spread = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(chunks_by_node.items()))
     typer.echo(f"embedded on {len(chunks_by_node)} Ray node(s): {spread or 'nothing to embed'}", err=True)
@@ -231,6 +251,14 @@ def ask(
     mode: ModeOption = "hybrid",
     filters: FilterOption = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest answer, in tokens.")] = 512,
+    answer_mode: Annotated[
+        str,
+        typer.Option(
+            "--answer",
+            help="auto (the LLM's answer when its sources support it, else a cited extract of them), "
+            "generated, or extractive (no LLM).",
+        ),
+    ] = "auto",
     as_json: JsonOption = False,
     model: ModelOption = None,
 ) -> None:
@@ -238,7 +266,7 @@ def ask(
     from gemvec.llm import make_generator
     from gemvec.store import Collection
 
-    generator = make_generator(llm)
+    generator = make_generator(llm) if answer_mode != "extractive" else None
     with Collection.open(collection, model=model) as coll:
         stream = coll.ask(
             question,
@@ -248,8 +276,11 @@ def ask(
             filters=parse_filters(filters),
             stream=True,
             max_tokens=max_tokens,
+            answer_mode=answer_mode,
         )
+        streamed = []
         for piece in stream:
+            streamed.append(piece)
             if not as_json:
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -258,6 +289,7 @@ def ask(
         echo_json(answer.to_dict())
         return
     typer.echo("\n")
+    _explain(answer, "".join(streamed))
     for source in answer.sources:
         mark = "*" if source.cited else " "
         hit = source.hit

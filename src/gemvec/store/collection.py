@@ -508,8 +508,11 @@ class Collection:
         stream: bool = False,
         max_tokens: int = 512,
         temperature: float = 0.0,
+        answer_mode: str = "auto",
     ) -> Answer | AnswerStream:
-        """Answer from the collection with numbered citations (see :func:`gemvec.rag.ask`)."""
+        """Answer from the collection with numbered citations, checked against the sources:
+        ``answer_mode`` auto (the LLM's answer when grounded, else a cited extract), generated or
+        extractive (see :func:`gemvec.rag.ask`)."""
         from gemvec.rag import ask
 
         return ask(
@@ -522,6 +525,7 @@ class Collection:
             stream=stream,
             max_tokens=max_tokens,
             temperature=temperature,
+            answer_mode=answer_mode,  # type: ignore[arg-type]
         )
 
     @guarded
