@@ -186,3 +186,9 @@ def test_without_a_collection_search_and_ask_are_503(tiny_embedder):
             response = post(running, path, body)
             assert response.status_code == 503
             assert "no collection configured" in response.json()["error"]["message"].lower()
+
+
+def test_ask_extractive_answers_from_the_sources_alone(server):
+    body = post(server, "/v1/ask", {"question": "brown fox", "k": 2, "answer_mode": "extractive"}).json()
+    assert body["mode"] == "extractive" and body["citations"] and body["invalid_citations"] == []
+    assert post(server, "/v1/ask", {"question": "x", "answer_mode": "poem"}).status_code == 400

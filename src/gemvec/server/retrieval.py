@@ -75,7 +75,7 @@ class RetrievalService:
 
     async def ask(self, request: AskRequest) -> Response:
         coll = self._need_collection()
-        llm = await self._llm()
+        llm = None if request.answer_mode == "extractive" else await self._llm()
         # Retrieval only: the returned stream has not generated anything yet.
         stream = await self.worker.call(
             lambda: coll.ask(
@@ -87,6 +87,7 @@ class RetrievalService:
                 stream=True,
                 max_tokens=request.max_tokens,
                 temperature=float(request.temperature),
+                answer_mode=request.answer_mode,
             )
         )
         if request.stream:

@@ -93,3 +93,4 @@ class AskRequest(_Retrieval):
     stream: StrictBool = False
     max_tokens: Annotated[StrictInt, Field(ge=1, le=8192)] = 512
     temperature: Annotated[StrictFloat | StrictInt, Field(ge=0, le=2)] = 0.0
+    answer_mode: Literal["auto", "generated", "extractive"] = "auto"  # gemvec.rag.ask
