@@ -216,3 +216,16 @@ def test_ray_options_go_with_ray(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert result.exit_code == 2 and "go with --ray" in result.output
     result = gemvec("embed", "--ray", "some text")
     assert result.exit_code == 2 and "-i FILE_OR_FOLDER" in result.output
+
+
+def test_an_address_nothing_listens_at_is_refused_at_once() -> None:
+    pytest.importorskip("ray")
+    import socket
+
+    from gemvec.distributed import connect
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(InputError, match=f"Cannot reach a Ray cluster at 127.0.0.1:{port}"):
+        connect(f"127.0.0.1:{port}")

@@ -46,8 +46,8 @@ class EmbedSpec:
         """Refuse a bad task or option combination on the driver, before any actor starts."""
         if self.prompt is not None and self.task not in (Task.DOCUMENT.value, NO_PROMPT):
             raise InputError("Pass either a task or a prompt, not both.")
-        task = None if self.task == NO_PROMPT or self.prompt is not None else parse_task(self.task)
-        if with_titles and (self.prompt is not None or task is not Task.DOCUMENT):
+        task = self.prompt_task  # refuses an unknown task
+        if with_titles and task is not Task.DOCUMENT:
             raise InputError("A titles column goes with the document task only; drop it or the task.")
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
             raise InputError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +28,7 @@ def connect(address: str | None = None) -> None:
     """Join the Ray cluster at ``address`` (host:port, ``ray://...`` or ``auto``), once per process.
 
     None means ``$RAY_ADDRESS``, else ``auto`` (a cluster started on this machine with ``ray
-    start``); ``local`` starts a private Ray instance in this process, for one machine.
+    start``); ``local`` starts a new Ray instance on this machine, for this process alone.
     """
     ray = ray_module()
     if ray.is_initialized():
@@ -35,15 +36,24 @@ def connect(address: str | None = None) -> None:
     if address is None:
         address = os.environ.get("RAY_ADDRESS") or "auto"
     try:
-        ray.init(
-            address=None if address == LOCAL else address,
-            logging_level=logging.WARNING,
-        )
+        _check_reachable(address)
+        ray.init(address=address, logging_level=logging.WARNING)  # Ray reads "local" as a new instance
     except ConnectionError as exc:
         raise InputError(
-            f"Cannot reach a Ray cluster at {address}: {exc}. Start one with `ray start --head`, pass "
-            f"its address (--ray-address HOST:PORT), or use --ray-address {LOCAL} for this machine alone."
+            f"Cannot reach a Ray cluster at {address}: {str(exc).rstrip('.')}. Start one with `ray start "
+            f"--head`, pass its address (--ray-address HOST:PORT), or --ray-address {LOCAL} for this machine."
         ) from None
+
+
+def _check_reachable(address: str, timeout: float = 10) -> None:
+    """Fail fast on a HOST:PORT nothing listens at: Ray itself retries for many minutes."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:  # refused, unreachable, timed out
+        raise ConnectionError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,14 @@ class ActorPool:
 
 
 def cluster_resources() -> dict[str, float]:
-    """What the connected cluster has (CPU, GPU, memory, ...); starts a local Ray if none is connected."""
+    """What the connected cluster has (CPU, GPU, memory, ...).
+
+    Not connected yet: Ray's own default, as Ray Data would do ($RAY_ADDRESS, else a cluster
+    running on this machine, else a new local instance).
+    """
     ray = ray_module()
     if not ray.is_initialized():
-        connect(LOCAL)
+        ray.init(logging_level=logging.WARNING)
     return dict(ray.cluster_resources())
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gemvec.distributed.actor import Columns, EmbedBatches, EmbedSpec
 from gemvec.distributed.cluster import ActorPool, cluster_resources, portable_model, ray_module
+from gemvec.model.checkpoint import default_model
 from gemvec.prompts import Task
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def embed_dataset(
     ``task``: document (default; ``titles_column`` gives titles), query, similarity, ... or
     ``none`` for no prompt; ``prompt``: a custom prefix instead. ``dim``: Matryoshka size.
     ``model``: a checkpoint folder present at the same path on every node, or a hub id
-    (default ``$GEMVEC_MODEL``); ``precision`` as in :meth:`Embedder.load` (default: each node's).
+    (default: this process's ``$GEMVEC_MODEL``, else the hub's); ``precision`` as in
+    :meth:`Embedder.load` (default: each node's CPU decides).
     ``max_batch_tokens``: padded tokens per forward pass (default: 1024 on CPU, 16384 on GPU).
     ``batch_rows``: rows per actor call. Actors: ``num_actors`` (default: fill the cluster),
     each reserving ``num_cpus`` and ``num_gpus`` (default: 1 when the cluster has GPUs).
@@ -60,7 +62,7 @@ def embed_dataset(
     (reading, writing) ``num_cpus=0`` (as ``gemvec embed --ray`` does), or ask for fewer actors,
     or those steps wait for a CPU forever.
     """
-    spec = EmbedSpec(portable_model(model), precision, task, prompt, dim, max_batch_tokens)
+    spec = EmbedSpec(portable_model(model or default_model()), precision, task, prompt, dim, max_batch_tokens)
     keep = tuple(keep_columns) if keep_columns is not None else None
     columns = Columns(text_column, titles_column, output_column, node_column, keep)
     return map_embed(ds, spec, columns, ActorPool(num_actors, num_cpus, num_gpus), batch_rows)

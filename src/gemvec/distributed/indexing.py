@@ -155,7 +155,8 @@ def index_on_ray(
     max_batch_tokens: int | None = None,
     **add_options: Any,
 ) -> tuple[IngestReport, Counter[str]]:
-    """``coll.add(paths, **add_options)`` with the chunks embedded on the connected Ray cluster.
+    """``coll.add(paths, **add_options)`` with the chunks embedded on the Ray cluster :func:`connect`
+    joined (else Ray's default one: see :func:`~gemvec.distributed.cluster.cluster_resources`).
 
     Every actor loads the collection's model (the same checkpoint folder must be at the same
     path on every node, or the model be a hub id each node can fetch; another checkpoint is
