@@ -259,7 +259,7 @@ def test_api_key(keyed, tiny_embedder):
     assert error["code"] == "invalid_api_key"
     assert_error(post(keyed, body, headers={"Authorization": "Basic s3cret-key"}), 401)
     assert_error(httpx.get(keyed.url + "/metrics"), 401)
-    assert httpx.get(keyed.url + "/health").json() == {"status": "ok"}  # names nothing without the key
+    assert httpx.get(keyed.url + "/health").json() == {"status": "ok", "auth": True}  # no names without key
     full = httpx.get(keyed.url + "/health", headers={"Authorization": "Bearer s3cret-key"}).json()
     assert full["auth"] is True and full["model"] == "tiny"
     for docs in ("/docs", "/openapi.json", "/redoc"):

@@ -83,7 +83,7 @@ def test_serve_binds_loopback_and_finishes_in_flight_requests_on_sigterm(tiny_mo
     server = ServeProcess("--model", str(tiny_model_dir), env={"GEMVEC_API_KEY": KEY})
     try:
         assert server.url.startswith("http://127.0.0.1:")
-        assert httpx.get(server.url + "/health").json() == {"status": "ok"}  # nothing more without the key
+        assert httpx.get(server.url + "/health").json() == {"status": "ok", "auth": True}  # no names
         assert httpx.get(server.url + "/health", headers=AUTH).json()["auth"] is True
         assert httpx.post(server.url + "/v1/embeddings", json={"input": "a"}).status_code == 401
 

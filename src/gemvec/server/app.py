@@ -98,7 +98,8 @@ def create_app(
     @app.get("/health")
     async def health(request: Request) -> Response:
         """Liveness for anyone; the model and collection only for a caller with the key (when one is set)."""
-        status = {"status": "ok" if worker.alive else "stopping"}
+        # Whether a key is needed is no secret (every 401 says it), and the page asks for one by it.
+        status = {"status": "ok" if worker.alive else "stopping", "auth": settings.api_key is not None}
         if settings.api_key and not request.scope.get("state", {}).get("authenticated"):
             return json_response(status, 200 if worker.alive else 503)
         body = {
@@ -107,7 +108,6 @@ def create_app(
             "dim": embedder.dim,
             "collection": retrieval.collection_name,
             "ask": retrieval.can_ask,
-            "auth": settings.api_key is not None,
             "version": __version__,
         }
         return json_response(body, 200 if worker.alive else 503)
