@@ -6,12 +6,14 @@ embed, in the writer's order, to :class:`ClusterEmbedding`, which streams them t
 (order preserved) while the writer commits the vectors that came back, batch by batch. So chunk
 ids are the ones a single machine gives, and resuming after a crash is the writer's own: a
 re-run skips committed documents and carries on inside a half-committed one. Ray retries the
-batches of an actor that dies and restarts it; rows are numbered and checked on their way back,
-so a batch can be neither lost nor counted twice.
+batches of an actor that dies and restarts it; rows are numbered and put back in order here (an
+actor may run its second batch before its first), and a batch can be neither lost nor counted
+twice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -76,13 +78,16 @@ class ClusterEmbedding:
         ]
         columns = Columns(_TEXT, _TITLE, _VECTOR, _NODE, keep=(_ROW,))
         ds = map_embed(ray.data.from_arrow(blocks), self.spec, columns, self.pool, step)
-        ds.context.execution_options.preserve_order = True
         ds.context.enable_progress_bars = False  # the writer reports progress: chunks committed
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "...bars disabled"
         return iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
 
 
 class OrderedVectors:
-    """The embed function the writer calls: the next vectors of the stream, checked against the plan."""
+    """The embed function the writer calls: the next vectors in plan order, checked against the plan.
+
+    Batches come back as they finish; one that arrives early waits here for those before it.
+    """
 
     def __init__(
         self,
@@ -95,9 +100,10 @@ class OrderedVectors:
         self._titles = titles
         self._batches = batches
         self._nodes = chunks_by_node
-        self._ready: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (row numbers, vectors)
+        self._ready: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (row numbers, vectors), in order
+        self._early: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by first row: waiting for a gap
         self._served = 0  # rows handed to the writer
-        self._arrived = 0  # rows received from the cluster
+        self._arrived = 0  # rows received in order from the cluster
 
     def __call__(self, texts: Sequence[str], titles: Sequence[str | None]) -> np.ndarray:
         end = self._served + len(texts)
@@ -126,21 +132,32 @@ class OrderedVectors:
     def _next_rows(self) -> tuple[np.ndarray, np.ndarray]:
         if self._ready:
             return self._ready.popleft()
+        while self._arrived not in self._early:
+            rows, vectors = self._receive()
+            first = int(rows[0])
+            if first < self._arrived or first in self._early:
+                raise GemvecError(
+                    f"The Ray job returned rows {first}..{rows[-1]} twice; nothing of this batch was "
+                    "stored. Run the same command again."
+                )
+            self._early[first] = rows, vectors
+        rows, vectors = self._early.pop(self._arrived)
+        self._arrived += len(rows)
+        return rows, vectors
+
+    def _receive(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next batch the cluster finished, whichever it is."""
         try:
             batch = next(self._batches)
         except StopIteration:
             raise GemvecError(
-                f"The Ray job ended after {self._served} of {len(self._texts)} chunks; run it again."
+                f"The Ray job ended without rows {self._arrived}.. of {len(self._texts)}; run it again."
             ) from None
         except Exception as exc:
             raise ray_failure(exc) from exc
         rows = batch.column(_ROW).to_numpy()
-        if not np.array_equal(rows, np.arange(self._arrived, self._arrived + len(rows))):
-            raise GemvecError(
-                f"The Ray job returned rows {rows[0]}..{rows[-1]} where row {self._arrived} was next; "
-                "nothing of this batch was stored. Run the same command again."
-            )
-        self._arrived += len(rows)
+        if not len(rows) or not np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows))):
+            raise GemvecError("The Ray job returned a batch of rows out of order; run it again.")
         self._nodes.update(batch.column(_NODE).to_pylist())
         vectors = batch.column(_VECTOR).combine_chunks().flatten().to_numpy()
         return rows, vectors.reshape(len(rows), -1)

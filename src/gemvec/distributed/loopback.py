@@ -155,16 +155,20 @@ class LoopbackCluster:
                     return pid
         return None
 
-    def cpu_seconds(self) -> float:
-        """CPU time used so far by every node: its processes alive now, and those they reaped."""
+    def cpu_times(self) -> dict[int, float]:
+        """CPU seconds (user + system) of every process of every node alive now, by process id.
+
+        A process that exits takes its time with it (Ray's workers are not reaped into their
+        parent's), so whoever wants a total samples this while the work runs.
+        """
         ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
+        times: dict[int, float] = {}
         for i, node in enumerate(self.nodes):
             for pid in [node.pid, *self.descendants(i)]:
                 with contextlib.suppress(OSError, IndexError, ValueError):
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        return total / ticks
+                    times[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return times
 
     def stop(self) -> None:
         """Stop every node and every process under it, then the namespace."""
