@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
-PRECISION_ORDER = ["float32", "bfloat16", "int8", "int4"]
+PRECISION_ORDER = ["float32", "bfloat16", "int8-dynamic", "int8", "int4"]
 SHORT = {"float32": "fp32", "bfloat16": "bf16"}
 
 

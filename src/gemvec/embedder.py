@@ -39,6 +39,8 @@ Texts = str | Sequence[str]
 # memory in glibc's heap, at the same speed: figures in BENCHMARKS.md (benchmarks/memory_probe.py).
 DEFAULT_MAX_BATCH_TOKENS = 1024
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# A saved int8 folder loads as int8 (weights dequantised per call) or int8-dynamic (int8 compute).
+SAME_INT8_WEIGHTS = (Precision.INT8, Precision.INT8_DYNAMIC)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class Embedder:
         """Load a checkpoint folder or hub id (default ``$GEMVEC_MODEL``, else google/embeddinggemma-300m).
 
         ``precision``: "float32", "bfloat16", "int8" or "int4" (weights quantised at load, or
-        read as saved by :meth:`save`); None picks the default for this CPU
+        read as saved by :meth:`save`), or "int8-dynamic" (int8 weights and activations: int8
+        matmuls, :mod:`gemvec.model.int8_compute`); None picks the default for this CPU
         (:func:`gemvec.precision.default_precision`). "float16" is refused: it overflows.
 
         ``device``: "cpu", "cuda" or "cuda:N"; None means ``$GEMVEC_DEVICE``, else a CUDA GPU
@@ -127,7 +130,10 @@ class Embedder:
         manifest = read_quant_manifest(folder)
         if manifest is not None:  # a saved quantised checkpoint: its precision is fixed
             saved = parse_precision(manifest["precision"])
-            if precision is not None and parse_precision(precision) is not saved:
+            asked = parse_precision(precision) if precision is not None else None
+            if saved in SAME_INT8_WEIGHTS and asked in SAME_INT8_WEIGHTS:
+                saved = asked  # the same int8 weights, computed either way
+            if asked is not None and asked is not saved:
                 raise PrecisionError(
                     f"{folder} holds {saved.value} weights; load it with precision={saved.value!r} "
                     "(or none), or load the original float checkpoint for another precision."
@@ -147,6 +153,7 @@ class Embedder:
             dtype=precision.compute_dtype,
             quantize_bits=bits,
             release=weights_file.release,
+            int8_compute=precision.int8_compute,
         )
         head = EmbeddingHead(load_dense_weights(folder, head_config))
         encoder.to(device)
@@ -411,4 +418,3 @@ def _length_sorted_batches(ids: Sequence[list[int]], batch_size: int, pad_id: in
             input_ids[row, : len(ids[i])] = torch.tensor(ids[i], dtype=torch.long)
         lengths = torch.tensor([len(ids[i]) for i in chunk], dtype=torch.long)
         yield _Batch(chunk, input_ids, lengths)
-

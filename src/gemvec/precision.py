@@ -12,24 +12,45 @@ from gemvec.errors import InputError, PrecisionError
 
 
 class Precision(str, Enum):
-    """float32 / bfloat16 compute, or int8 / int4 weights (computed in float32)."""
+    """float32 / bfloat16 compute, int8 / int4 weights (computed in float32), or int8 compute
+    (``int8-dynamic``: int8 weights and per-token int8 activations, int32 accumulation)."""
 
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     INT8 = "int8"
     INT4 = "int4"
+    INT8_DYNAMIC = "int8-dynamic"
 
     @property
     def compute_dtype(self) -> torch.dtype:
+        """The dtype of the activations between matmuls.
+
+        int8-dynamic keeps them in bfloat16 where the CPU multiplies it natively (attention
+        and the other non-int8 work run at bf16 speed), float32 elsewhere."""
+        if self is Precision.INT8_DYNAMIC:
+            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
         return torch.bfloat16 if self is Precision.BFLOAT16 else torch.float32
 
     @property
     def weight_bits(self) -> int | None:
         """Bits per quantised weight, or None for float weights."""
-        return {Precision.INT8: 8, Precision.INT4: 4}.get(self)
+        return {Precision.INT8: 8, Precision.INT4: 4, Precision.INT8_DYNAMIC: 8}.get(self)
+
+    @property
+    def int8_compute(self) -> bool:
+        """Whether the linear layers multiply int8 activations by int8 weights."""
+        return self is Precision.INT8_DYNAMIC
 
 
-_ALIASES = {"fp32": "float32", "f32": "float32", "bf16": "bfloat16", "q8": "int8", "q4": "int4"}
+_ALIASES = {
+    "fp32": "float32",
+    "f32": "float32",
+    "bf16": "bfloat16",
+    "q8": "int8",
+    "q4": "int4",
+    "int8_dynamic": "int8-dynamic",
+    "w8a8": "int8-dynamic",
+}
 _FLOAT16 = {"float16", "fp16", "f16", "half"}
 
 

@@ -36,7 +36,9 @@ ModelOption = Annotated[
 PrecisionOption = Annotated[
     str | None,
     typer.Option(
-        "--precision", "-p", help="float32, bfloat16, int8 or int4 (default: $GEMVEC_PRECISION, else by CPU)."
+        "--precision",
+        "-p",
+        help="float32, bfloat16, int8, int4 or int8-dynamic (default: $GEMVEC_PRECISION, else by CPU).",
     ),
 ]
 DimOption = Annotated[

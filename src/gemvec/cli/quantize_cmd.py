@@ -14,14 +14,14 @@ from gemvec.errors import InputError
 @friendly_errors
 def quantize(
     output: Annotated[Path, typer.Argument(help="New folder for the quantised checkpoint.")],
-    precision: Annotated[str, typer.Option("--precision", "-p", help="int8 or int4.")] = "int8",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="int8, int4 or int8-dynamic.")] = "int8",
     model: ModelOption = None,
 ) -> None:
     """Quantise a checkpoint's weights and save it; load the folder like any model."""
     from gemvec.precision import parse_precision
 
     if parse_precision(precision).weight_bits is None:
-        raise InputError(f"--precision must be int8 or int4 to quantise, got {precision!r}.")
+        raise InputError(f"--precision must be int8, int4 or int8-dynamic to quantise, got {precision!r}.")
     if output.exists() and any(output.iterdir()):
         raise InputError(f"{output} exists and is not empty; choose a new folder.")
     embedder = load_embedder(model, precision)

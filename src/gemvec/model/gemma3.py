@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.int8_compute import Int8ComputeLinear
 from gemvec.model.layout import BatchLayout, TokenLayout
 from gemvec.model.quantize import (
     ATTENTION_MIN_BITS,
@@ -187,23 +188,29 @@ class Gemma3Encoder(nn.Module):
         dtype: torch.dtype = torch.float32,
         quantize_bits: int | None = None,
         release: Callable[[torch.Tensor], None] = lambda tensor: None,
+        int8_compute: bool = False,
     ) -> None:
         """``release(tensor)`` is called on every loaded weight once it has been copied, so the
-        memory-mapped originals can leave memory while the next layer loads (peak RSS)."""
+        memory-mapped originals can leave memory while the next layer loads (peak RSS).
+
+        ``int8_compute``: linear layers multiply int8 activations by int8 weights
+        (:mod:`gemvec.model.int8_compute`); the weights are int8 (``quantize_bits`` 8)."""
         super().__init__()
         self.config, self.dtype = config, dtype
+        quantized_linear = Int8ComputeLinear if int8_compute else QuantizedLinear
 
         def make_linear(parts: list, min_bits: int | None = None) -> nn.Module:
             """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is.
 
             ``min_bits``: quantise to at least this many bits (attention: int8 even for int4)."""
             if isinstance(parts[0], QuantizedWeight):
-                layer = QuantizedLinear(QuantizedWeight.cat(parts))
+                layer = quantized_linear(QuantizedWeight.cat(parts))
                 loaded = [t for p in parts for t in (p.codes, p.scales)]
             else:
-                weight = torch.cat([p.to(dtype) for p in parts])  # always a copy: the file mapping can go
+                # always a copy: the file mapping can go
+                weight = torch.cat([p.to(torch.float32 if int8_compute else dtype) for p in parts])
                 bits = max(quantize_bits, min_bits or 0) if quantize_bits else None
-                layer = QuantizedLinear(quantize(weight, bits)) if bits else Linear(weight)
+                layer = quantized_linear(quantize(weight, bits)) if bits else Linear(weight)
                 loaded = parts
             for tensor in loaded:
                 release(tensor)

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
+from gemvec.model.int8_compute import Int8ComputeLinear
 from gemvec.model.quantize import ATTENTION_MIN_BITS, INT4_GROUP, QuantizedEmbedding, QuantizedLinear
 
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
@@ -42,7 +43,7 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
         for part, rows in row_blocks.items():
             block = slice(start, start + rows)
             start += rows
-            if isinstance(layer, QuantizedLinear):
+            if isinstance(layer, (QuantizedLinear, Int8ComputeLinear)):
                 weight = layer.quantized
                 out[f"{name}{part}.codes"] = weight.codes[block].contiguous()
                 out[f"{name}{part}.scales"] = weight.scales[block].contiguous()

@@ -137,7 +137,7 @@ class Collection:
         """A new, empty collection (or the existing one with ``exist_ok``).
 
         ``vectors``: how vectors are stored and indexed (float32, int8 or binary); ``precision``:
-        the model's compute precision (float32, bfloat16, int8, int4), as in ``Embedder.load``.
+        the model's compute precision (float32, bfloat16, int8, int4, int8-dynamic), as in ``Embedder.load``.
         ``index``: ``auto`` (default: exact, HNSW past 50,000 chunks, IVF on disk once HNSW would
         keep 5 GiB of vectors in RAM: 5.2M chunks at 256 dims), ``flat``, ``hnsw``, ``ivf`` (lists
         sized by the collection) or an IVF factory string such as ``IVF4096,PQ32`` (BENCHMARKS.md).

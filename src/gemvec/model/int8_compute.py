@@ -1,0 +1,118 @@
+"""int8 compute: int8 activations times int8 weights, accumulated in int32 (``int8-dynamic``).
+
+Weights are the int8 per-row codes of :mod:`gemvec.model.quantize` (a saved ``int8`` folder
+holds exactly them). Activations are quantised per token row at run time — one scale per row,
+its largest magnitude over 127 — so a token with an outlier only coarsens its own row. A
+single scale for the whole activation tensor (fbgemm's dynamic int8) lets EmbeddingGemma's
+outlier tokens flatten every other row and drops the cosine to float32 to 0.90
+(``benchmarks/int8_activation_quant.py``).
+
+The matmul is oneDNN's int8 linear (AMX-INT8 or AVX512-VNNI where the CPU has them) with the
+weight scales applied inside it; it is told the activations' scale is 1, and each row's own
+scale is applied to its output afterwards, which is exact: row ``t`` of ``(s_t q_t) W`` is
+``s_t (q_t W)``. Elsewhere (no oneDNN, a GPU) ``torch._int_mm`` computes the same int32 sums.
+Quantising a large batch's rows is one fused pass with ``torch.compile`` where it can build
+it; small batches (a query) quantise with plain ops, whose per-call cost is lower.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from torch import nn
+
+from gemvec.model.quantize import QuantizedWeight
+
+log = logging.getLogger(__name__)
+INT8_MAX = 127
+FUSED_MIN_VALUES = 1 << 16  # below this many activation values, plain ops beat a compiled call
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, K) float rows -> int8 codes (T, K) and float32 scales (T, 1), one scale per row."""
+    x32 = x.float()
+    scales = x32.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / INT8_MAX
+    codes = torch.round(x32 / scales).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
+    return codes, scales
+
+
+@functools.cache
+def fused_quantize_rows():
+    """:func:`quantize_rows` compiled into one loop, or None where torch.compile cannot build it."""
+    try:
+        compiled = torch.compile(quantize_rows, dynamic=True, fullgraph=True)
+        probe = torch.randn(3, 16)
+        return compiled if torch.equal(compiled(probe)[0], quantize_rows(probe)[0]) else None
+    except Exception as error:  # no C++ compiler, an unsupported platform: same maths, unfused
+        log.info("int8-dynamic: torch.compile unavailable (%s); quantising with plain ops", error)
+        return None
+
+
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    fused = fused_quantize_rows() if x.numel() >= FUSED_MIN_VALUES and x.device.type == "cpu" else None
+    return (fused or quantize_rows)(x)
+
+
+@functools.cache
+def onednn_int8_available() -> bool:
+    """Whether this PyTorch has oneDNN's int8 linear (x86 builds) and it runs here."""
+    try:
+        codes = torch.ones(8, 16, dtype=torch.int8)
+        packed = torch.ops.onednn.qlinear_prepack(codes, None)
+        out = _onednn_linear(torch.ones(2, 16, dtype=torch.int8), packed, torch.ones(8), torch.float32)
+        return bool(torch.all(out == 16))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, dtype) -> torch.Tensor:
+    zero_points = torch.zeros(scales.shape[0], dtype=torch.int32)
+    return torch.ops.onednn.qlinear_pointwise(
+        codes, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, dtype, "none", [], ""
+    )
+
+
+class Int8ComputeLinear(nn.Module):
+    """Bias-free linear layer computing in int8: ``x @ W.T`` with both sides quantised."""
+
+    def __init__(self, weight: QuantizedWeight) -> None:
+        super().__init__()
+        if weight.bits != 8:
+            raise ValueError(f"int8 compute needs 8-bit weights, got {weight.bits}-bit")
+        self.register_buffer("scales", weight.scales.float().contiguous(), persistent=False)  # (N,)
+        self.onednn = weight.codes.device.type == "cpu" and onednn_int8_available()
+        # oneDNN's packed (K, N) weight, or the plain (K, N) codes for torch._int_mm
+        codes_t = weight.codes.t()
+        packed = torch.ops.onednn.qlinear_prepack(weight.codes, None) if self.onednn else codes_t.contiguous()
+        self.register_buffer("weight_t", packed, persistent=False)
+
+    @property
+    def quantized(self) -> QuantizedWeight:
+        codes_t = self.weight_t.to_dense() if self.onednn else self.weight_t
+        return QuantizedWeight(codes_t.t().contiguous(), self.scales, 8)
+
+    def _apply(self, fn, recurse: bool = True):
+        if self.onednn:  # moving to a GPU: back to plain codes (a packed weight is CPU-only)
+            probe = fn(torch.empty(0))
+            if probe.device.type != "cpu":
+                self.weight_t, self.onednn = self.weight_t.to_dense().contiguous(), False
+        return super()._apply(fn, recurse)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        codes, row_scales = quantize_activations(rows)
+        if self.onednn:
+            out = _onednn_linear(codes, self.weight_t, self.scales, x.dtype) * row_scales.to(x.dtype)
+        else:
+            out = (_int_mm(codes, self.weight_t).float() * row_scales * self.scales).to(x.dtype)
+        return out.view(*x.shape[:-1], -1)
+
+
+def _int_mm(codes: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """``torch._int_mm``, with the rows padded to 17 where CUDA's kernel needs more than 16."""
+    rows = codes.shape[0]
+    if codes.device.type == "cuda" and rows <= 16:
+        codes = torch.nn.functional.pad(codes, (0, 0, 0, 17 - rows))
+    return torch._int_mm(codes, weight_t)[:rows]
