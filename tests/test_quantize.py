@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from gemvec import Embedder
-from gemvec.errors import InputError, PrecisionError
-from gemvec.model.quantize import QuantizedWeight, quantize
+from gemvec.errors import CheckpointError, InputError, PrecisionError
+from gemvec.model import quantize as quantize_module
+from gemvec.model.quantize import PROJECTIONS, QuantizedWeight, planned_bits, quantize
 from gemvec.precision import Precision, default_precision
 
 TEXTS = ["Mars is the Red Planet.", "Le renard brun saute.", "日本語のテキスト", "word " * 40, ""]
@@ -32,6 +33,22 @@ def test_round_trip_error_is_bounded_per_row(bits: int, tolerance: float) -> Non
     assert error[others].max() < tolerance
     rows = torch.tensor([7, 0, 7])
     torch.testing.assert_close(quantize(weight, bits).dequantize(rows), restored[rows])
+
+
+def test_int4_scales_are_float16_of_least_error_and_old_float32_groups_of_32_still_read() -> None:
+    weight = torch.randn(64, 96, generator=torch.Generator().manual_seed(1))
+    new = quantize(weight, 4)
+    assert new.scales.dtype == torch.float16 and new.scales.shape == (64, 96 // 16)
+    grouped = weight.view(64, 3, 32)  # the format-1 scheme: round-to-nearest, absmax / 7, groups of 32
+    scales = grouped.abs().amax(-1) / 7
+    values = (grouped / scales[..., None]).round().clamp(-8, 7).to(torch.int16).view(64, 48, 2) + 8
+    old = QuantizedWeight((values[..., 0] | (values[..., 1] << 4)).to(torch.uint8), scales, 4)
+    torch.testing.assert_close(
+        old.dequantize(),
+        (grouped / scales[..., None]).round().clamp(-8, 7).mul(scales[..., None]).view(64, 96),
+    )
+    error = [(w.dequantize() - weight).pow(2).sum() / weight.pow(2).sum() for w in (new, old)]
+    assert error[0] < 0.7 * error[1]
 
 
 def test_int4_packs_two_values_a_byte() -> None:
@@ -64,18 +81,79 @@ def test_save_and_reload_without_requantising(tiny_model_dir: Path, tmp_path: Pa
     np.testing.assert_array_equal(reloaded.encode_document(TEXTS), quantised.encode_document(TEXTS))
     float_bytes = (tiny_model_dir / "model.safetensors").stat().st_size
     assert (folder / "model.safetensors").stat().st_size < float_bytes * (
-        0.35 if precision == "int8" else 0.25
+        0.35 if precision == "int8" else 0.3
     )
     with pytest.raises(PrecisionError, match=f"holds {precision} weights"):
         Embedder.load(folder, "float32")
+    bits = int(precision[3:])
+    assert manifest["format"] == 2 and manifest["plan"]["embed_tokens"] == bits
+    assert stored_bits(folder) == planned(bits, layers=4) == {p: manifest["plan"][p] for p in PROJECTIONS}
+
+
+def planned(bits: int, layers: int) -> dict[str, list[int]]:
+    return {p: [planned_bits(bits, i, p) for i in range(layers)] for p in PROJECTIONS}
+
+
+def stored_bits(folder: Path) -> dict[str, list[int]]:
+    """Per projection kind, the bits of each layer's stored codes (int8: 8, packed uint8: 4)."""
     from safetensors import safe_open
 
-    with safe_open(folder / "model.safetensors", "pt") as f:  # int4: attention stays 8-bit
-        mlp, attention = (
-            f.get_tensor("layers.0.mlp.up_proj.codes"),
-            f.get_tensor("layers.0.self_attn.q_proj.codes"),
-        )
-    assert attention.dtype == torch.int8 and mlp.dtype == (torch.int8 if precision == "int8" else torch.uint8)
+    first = {
+        "qkv": "self_attn.q_proj",
+        "o": "self_attn.o_proj",
+        "gate_up": "mlp.up_proj",
+        "down": "mlp.down_proj",
+    }
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        return {
+            p: [8 if f.get_tensor(f"layers.{i}.{part}.codes").dtype == torch.int8 else 4 for i in range(4)]
+            for p, part in first.items()
+        }
+
+
+def test_the_int4_plan_is_applied_saved_and_checked(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quantize_module, "INT4_PLAN", {"gate_up": range(2), "down": range(1, 4)})
+    assert planned(4, layers=4)["gate_up"] == [4, 4, 8, 8] and planned(8, layers=4)["down"] == [8] * 4
+    quantised = Embedder.load(tiny_model_dir, "int4")
+    folder = quantised.save(tmp_path / "mixed")
+    assert stored_bits(folder) == planned(4, layers=4)
+    monkeypatch.setattr(quantize_module, "INT4_PLAN", {})  # a reload reads the bits as stored
+    np.testing.assert_array_equal(Embedder.load(folder).encode(TEXTS), quantised.encode(TEXTS))
+    manifest_path = folder / "gemvec_quant.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["plan"]["down"][0] = 4  # a plan that is not what the file holds
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="layers.0.mlp.down_proj"):
+        Embedder.load(folder)
+    with pytest.raises(ValueError, match="unknown projection"):
+        planned_bits(4, 0, "lm_head")
+
+
+def test_format_1_int4_folders_still_load(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the plan, int4 folders held MLP 4-bit, attention 8-bit, and a manifest without plan."""
+    monkeypatch.setattr(quantize_module, "INT4_PLAN", {"gate_up": range(4), "down": range(4)})
+    quantised = Embedder.load(tiny_model_dir, "int4")
+    folder = quantised.save(tmp_path / "old")
+    old = {
+        "precision": "int4",
+        "bits": 4,
+        "scheme": "symmetric",
+        "format": 1,
+        "group_size": 32,
+        "attention_bits": 8,
+    }
+    (folder / "gemvec_quant.json").write_text(json.dumps(old))
+    monkeypatch.setattr(quantize_module, "INT4_PLAN", {})
+    reloaded = Embedder.load(folder)
+    assert reloaded.precision is Precision.INT4 and reloaded.encoder.layers[0].mlp.down_proj.bits == 4
+    np.testing.assert_array_equal(reloaded.encode(TEXTS), quantised.encode(TEXTS))
+    (folder / "gemvec_quant.json").write_text(json.dumps(old | {"format": 3}))
+    with pytest.raises(CheckpointError, match="newer gemvec"):
+        Embedder.load(folder)
 
 
 def test_float32_save_round_trips_exactly(
@@ -94,7 +172,7 @@ def test_quantize_command(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert Embedder.load(out).precision is Precision.INT4
     bad = subprocess.run([*args[:4], str(tmp_path / "x"), "-p", "bfloat16"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "must be int8 or int4" in bad.stderr
+    assert bad.returncode == 2 and "must be int8, int4" in bad.stderr
 
 
 def test_default_precision_rule(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,11 +92,11 @@ def test_translations_are_nearest_neighbours(real_embedder: Embedder) -> None:
     assert same_meaning.min() > unrelated.max()
 
 
-# int8 meets issue 4's bound (>= 0.98 on every text). int4 (MLP 4-bit, attention 8-bit) is a
-# measured loss (BENCHMARKS.md): ~0.99 on sentences, 0.94 on the 1,900-token text; these bounds
-# pin that level so a regression shows, they do not claim int4 is as good as int8.
+# int8 meets issue 4's bound (>= 0.98 on every text). int4 (embedding table 4-bit, encoder 8-bit,
+# issue 19) measured 0.9955 at worst (Arabic) and 0.9983 on the 1,900-token text, mean 0.9987; its
+# MLP-4-bit predecessor was ~0.99 on sentences and 0.94 on the long text, mean ~0.975.
 @pytest.mark.parametrize(
-    ("precision", "min_cosine", "mean_cosine"), [("int8", 0.98, 0.995), ("int4", 0.92, 0.975)]
+    ("precision", "min_cosine", "mean_cosine"), [("int8", 0.98, 0.995), ("int4", 0.99, 0.997)]
 )
 def test_quantised_weights_stay_close_to_float32(
     real_model_dir, real_embedder: Embedder, precision: str, min_cosine: float, mean_cosine: float

@@ -23,6 +23,7 @@ import numpy as np
 
 from gemvec.home import cache_home
 from gemvec.model.fingerprint import legacy_eval_fingerprint, model_fingerprint
+from gemvec.model.quantize import SCHEME_TAGS
 
 EncodeFn = Callable[[list[str]], np.ndarray]  # prompted texts -> (N, full_dim) normalised float32
 
@@ -62,9 +63,10 @@ class EmbeddingCache:
         """The cache file of the checkpoint in ``folder`` at ``precision``; in memory without either."""
         if cache_dir is None or folder is None:
             return cls(None)
-        path = cache_dir / f"{model_fingerprint(folder, str(folder))}-{precision}.sqlite"
+        tag = precision + SCHEME_TAGS.get(precision, "")  # a changed scheme gets fresh vectors
+        path = cache_dir / f"{model_fingerprint(folder, str(folder))}-{tag}.sqlite"
         if not path.exists():
-            _adopt(cache_dir / f"{legacy_eval_fingerprint(folder)}-{precision}.sqlite", path)
+            _adopt(cache_dir / f"{legacy_eval_fingerprint(folder)}-{tag}.sqlite", path)
         return cls(path)
 
     def close(self) -> None:

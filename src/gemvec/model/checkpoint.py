@@ -228,7 +228,45 @@ def load_encoder_weights(
                 f"{folder}/model.safetensors: {name} has shape {tuple(tensor.shape)}, config implies {shape}."
             )
         weights[name] = tensor
+    if manifest:
+        check_quant_plan(folder, manifest, weights)
     return weights, file
+
+
+QUANT_FORMATS = (1, 2)
+# The checkpoint tensors behind each fused projection of a layer.
+PROJECTION_PARTS = {
+    "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    "o": ("self_attn.o_proj",),
+    "gate_up": ("mlp.gate_proj", "mlp.up_proj"),
+    "down": ("mlp.down_proj",),
+}
+
+
+def check_quant_plan(
+    folder: Path, manifest: dict, weights: dict[str, torch.Tensor | QuantizedWeight]
+) -> None:
+    """The stored tensors must have the bits the manifest's plan (format 2) lists per layer; a
+    format-1 folder has no plan (int4 then meant attention 8-bit, MLP 4-bit) and loads as stored."""
+    if manifest.get("format", 1) not in QUANT_FORMATS:
+        raise CheckpointError(
+            f"{folder}/{QUANT_MANIFEST} is format {manifest.get('format')}, written by a newer gemvec; "
+            "upgrade gemvec to load it."
+        )
+    plan = manifest.get("plan")
+    if not plan:
+        return
+    stored = {name: w.bits if isinstance(w, QuantizedWeight) else 32 for name, w in weights.items()}
+    listed = {"embed_tokens.weight": plan.get("embed_tokens")}
+    for projection, parts in PROJECTION_PARTS.items():
+        for layer, bits in enumerate(plan.get(projection, [])):
+            listed |= {f"layers.{layer}.{part}.weight": bits for part in parts}
+    wrong = [name for name, bits in listed.items() if stored.get(name) != bits]
+    if wrong:
+        raise CheckpointError(
+            f"{folder}/model.safetensors does not hold the bits {QUANT_MANIFEST} lists for "
+            f"{', '.join(wrong[:3])}{'...' if len(wrong) > 3 else ''}. Quantise the checkpoint again."
+        )
 
 
 def load_dense_weights(folder: Path, head: HeadConfig) -> list[torch.Tensor]:

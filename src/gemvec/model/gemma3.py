@@ -12,6 +12,7 @@ texts of very different lengths attend on separate padded grids (see :mod:`gemve
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -23,10 +24,10 @@ from gemvec.model.config import Gemma3TextConfig
 from gemvec.model.int8_compute import Int8ComputeLinear
 from gemvec.model.layout import BatchLayout, TokenLayout
 from gemvec.model.quantize import (
-    ATTENTION_MIN_BITS,
     QuantizedEmbedding,
     QuantizedLinear,
     QuantizedWeight,
+    planned_bits,
     quantize,
 )
 from gemvec.precision import cpu_has_native_bf16
@@ -106,8 +107,8 @@ class Attention(nn.Module):
         self.head_dim = config.head_dim
         self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         # q, k and v in one matmul: rows [q | k | v] of a single weight.
-        self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]], ATTENTION_MIN_BITS)
-        self.o_proj = make_linear([w["o_proj"]], ATTENTION_MIN_BITS)
+        self.qkv_proj = make_linear([w["q_proj"], w["k_proj"], w["v_proj"]], "qkv")
+        self.o_proj = make_linear([w["o_proj"]], "o")
         self.q_norm = RMSNorm(w["q_norm"], config.rms_norm_eps)
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
@@ -147,8 +148,8 @@ class MLP(nn.Module):
     def __init__(self, w: dict[str, torch.Tensor], make_linear) -> None:
         super().__init__()
         self.width = w["gate_proj"].shape[0]
-        self.gate_up_proj = make_linear([w["gate_proj"], w["up_proj"]])
-        self.down_proj = make_linear([w["down_proj"]])
+        self.gate_up_proj = make_linear([w["gate_proj"], w["up_proj"]], "gate_up")
+        self.down_proj = make_linear([w["down_proj"]], "down")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).split(self.width, dim=-1)  # (B, L, F) each
@@ -199,17 +200,18 @@ class Gemma3Encoder(nn.Module):
         self.config, self.dtype = config, dtype
         quantized_linear = Int8ComputeLinear if int8_compute else QuantizedLinear
 
-        def make_linear(parts: list, min_bits: int | None = None) -> nn.Module:
+        def make_linear(parts: list, projection: str, layer: int) -> nn.Module:
             """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is.
 
-            ``min_bits``: quantise to at least this many bits (attention: int8 even for int4)."""
+            Quantised to the bits :func:`planned_bits` gives ``projection`` of ``layer`` (int4
+            keeps most projections 8-bit)."""
             if isinstance(parts[0], QuantizedWeight):
                 layer = quantized_linear(QuantizedWeight.cat(parts))
                 loaded = [t for p in parts for t in (p.codes, p.scales)]
             else:
                 # always a copy: the file mapping can go
                 weight = torch.cat([p.to(torch.float32 if int8_compute else dtype) for p in parts])
-                bits = max(quantize_bits, min_bits or 0) if quantize_bits else None
+                bits = planned_bits(quantize_bits, layer, projection) if quantize_bits else None
                 layer = quantized_linear(quantize(weight, bits)) if bits else Linear(weight)
                 loaded = parts
             for tensor in loaded:
@@ -230,7 +232,9 @@ class Gemma3Encoder(nn.Module):
         # The reference multiplies in the weight dtype: sqrt(768) becomes 27.75 in bfloat16.
         self.embed_scale = torch.tensor(math.sqrt(config.hidden_size)).to(dtype)
         self.layers = nn.ModuleList(
-            DecoderLayer(_sub(weights, f"layers.{i}."), config, layer_type, make_linear)
+            DecoderLayer(
+                _sub(weights, f"layers.{i}."), config, layer_type, functools.partial(make_linear, layer=i)
+            )
             for i, layer_type in enumerate(config.layer_types)
         )
         self.norm = RMSNorm(weights["norm.weight"], config.rms_norm_eps)

@@ -5,11 +5,15 @@ per-tensor activation quantisation (fbgemm's dynamic int8) cannot hold — it dr
 cosine to float32 below 0.93 — so the saving here is memory, at float32 speed.
 
 - int8: symmetric, one scale per output row.
-- int4: symmetric, one scale per group of ``INT4_GROUP`` input values, two values a byte —
-  for the MLP weights (two thirds of the encoder's linear weights) and the embedding table.
-  The attention projections stay int8 (``ATTENTION_MIN_BITS``), as llama.cpp's K-quant mixes
-  keep sensitive tensors at more bits: on real text all-int4 drops the worst cosine to
-  float32 to 0.86, int8 attention lifts it to 0.94, for 20 MB more.
+- int4: symmetric, one float16 scale per group of ``INT4_GROUP`` input values (the scale of
+  least squared error, :func:`quantize`), two values a byte — 5 bits a weight, as many as the
+  round-to-nearest groups of 32 with float32 scales it replaced, at 0.6x their squared error —
+  the embedding table (two thirds of the weights) and the encoder projections the int4 plan
+  (:func:`planned_bits`) marks; the rest of the encoder stays int8, as llama.cpp's K-quant mixes
+  keep sensitive tensors at more bits. The plan was chosen by measured sensitivity per byte
+  on a calibration set that is no evaluation set (``benchmarks/int4_plan.py``, BENCHMARKS.md).
+  Folders saved before (manifest format 1) hold attention int8 and the MLPs and table int4 in
+  groups of 32 with float32 scales; they load as saved (the group is the scales' width).
 
 A :class:`QuantizedWeight` concatenates along rows without re-quantising, which is how the
 encoder fuses q/k/v and gate/up, and how a saved quantised checkpoint reloads exactly.
@@ -23,8 +27,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INT4_GROUP = 32
-ATTENTION_MIN_BITS = 8
+INT4_GROUP = 16
+# Per precision, a tag that changes with its numbers, so that caches of vectors made from a
+# float checkpoint (gemvec.eval) do not serve an earlier scheme's: "-2" is issue 19's int4.
+SCHEME_TAGS = {"int4": "-2"}
+
+# The encoder's linear layers, as fused: q|k|v, o, gate|up, down.
+PROJECTIONS = ("qkv", "o", "gate_up", "down")
+# The int4 plan: the layers (by index) whose projection of each kind is 4-bit; every other
+# projection is 8-bit. None, by measurement (``benchmarks/int4_plan.py``, BENCHMARKS.md): per
+# byte saved, 4-bit projections cost 9-50x the cosine to float32 that the 4-bit embedding
+# table does (even the least sensitive, the MLPs of the first layers), and int4 with every MLP
+# 4-bit lost up to 2.3 points on the evaluation suite. The table, 2/3 of the weights, is 4-bit.
+INT4_PLAN: dict[str, range] = {}
+
+
+def planned_bits(bits: int, layer: int, projection: str) -> int:
+    """Bits of encoder ``layer``'s ``projection`` (one of :data:`PROJECTIONS`) in a ``bits``-bit
+    model: 8 in an int8 model; in an int4 model, 4 where :data:`INT4_PLAN` says so, else 8."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f"unknown projection {projection!r}; expected one of {PROJECTIONS}")
+    return 4 if bits == 4 and layer in INT4_PLAN.get(projection, ()) else 8
 
 
 @dataclass
@@ -32,7 +55,7 @@ class QuantizedWeight:
     """Integer codes plus float32 scales for a (rows, cols) weight."""
 
     codes: torch.Tensor  # int8 (rows, cols) or uint8 (rows, cols // 2) for int4
-    scales: torch.Tensor  # float32 (rows,) for int8, (rows, cols // group) for int4
+    scales: torch.Tensor  # float32 (rows,) for int8; float16 (float32 before) (rows, cols // group) for int4
     bits: int
 
     @property
@@ -60,7 +83,9 @@ class QuantizedWeight:
 
 
 def quantize(weight: torch.Tensor, bits: int) -> QuantizedWeight:
-    """Symmetric round-to-nearest quantisation of a 2-D float weight."""
+    """Symmetric quantisation of a 2-D float weight: int8 round-to-nearest per row; int4 per
+    group with the float16 scale, of 19 around absmax / 7, that gives the group the least
+    squared error (rounding then clips the group's largest values a little when that pays)."""
     weight = weight.float()
     if bits == 8:
         scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
@@ -68,15 +93,40 @@ def quantize(weight: torch.Tensor, bits: int) -> QuantizedWeight:
         return QuantizedWeight(codes.contiguous(), scales.contiguous(), 8)
     if bits != 4:
         raise ValueError(f"bits must be 8 or 4, got {bits}")
-    rows, cols = weight.shape
+    cols = weight.shape[1]
     if cols % INT4_GROUP:
         raise ValueError(f"int4 needs a width divisible by {INT4_GROUP}, got {cols}")
+    codes, scales = zip(*(_int4_rows(chunk) for chunk in weight.split(_INT4_CHUNK_ROWS)), strict=True)
+    return QuantizedWeight(torch.cat(codes).contiguous(), torch.cat(scales).contiguous(), 4)
+
+
+_INT4_CHUNK_ROWS = 8192  # the scale search holds a few float copies of this many rows
+# Candidate int4 scales, as multiples of absmax / 7 (1.0 is plain round-to-nearest).
+INT4_SCALE_GRID = (*(1 - 0.02 * k for k in range(16)), 1.05, 1.1, 8 / 7)
+_FLOAT16_TINY = 2.0**-24  # float16's smallest positive value: a scale never rounds to 0
+
+
+def _int4_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed codes (rows, cols // 2) and float16 scales (rows, cols // INT4_GROUP) of float32 rows."""
+    rows, cols = weight.shape
     grouped = weight.view(rows, cols // INT4_GROUP, INT4_GROUP)
-    scales = grouped.abs().amax(dim=-1).clamp(min=1e-12) / 7
-    values = torch.round(grouped / scales[..., None]).clamp(-8, 7).to(torch.int16) + 8  # 0..15
+    absmax = grouped.abs().amax(dim=-1) / 7
+    best_scales = best_error = None
+    for factor in INT4_SCALE_GRID:
+        scales = (absmax * factor).clamp(min=_FLOAT16_TINY).to(torch.float16)
+        step = scales.float()[..., None]
+        error = ((grouped / step).round().clamp(-8, 7) * step - grouped).pow(2).sum(dim=-1)
+        if best_scales is None:
+            best_scales, best_error = scales, error
+        else:
+            better = error < best_error
+            best_scales, best_error = (
+                torch.where(better, scales, best_scales),
+                torch.where(better, error, best_error),
+            )
+    values = (grouped / best_scales.float()[..., None]).round().clamp(-8, 7).to(torch.int16) + 8  # 0..15
     values = values.view(rows, cols // 2, 2).to(torch.uint8)
-    codes = values[..., 0] | (values[..., 1] << 4)
-    return QuantizedWeight(codes.contiguous(), scales.contiguous(), 4)
+    return values[..., 0] | (values[..., 1] << 4), best_scales
 
 
 class QuantizedLinear(nn.Module):

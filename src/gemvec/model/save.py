@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +21,7 @@ from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.int8_compute import Int8ComputeLinear
-from gemvec.model.quantize import ATTENTION_MIN_BITS, INT4_GROUP, QuantizedEmbedding, QuantizedLinear
+from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
 
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
     "config_sentence_transformers.json",
@@ -77,6 +78,36 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
     return {name: tensor.cpu().contiguous() for name, tensor in out.items()}  # a GPU model saves too
 
 
+QUANT_FORMAT = 2
+
+
+def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
+    """What ``gemvec_quant.json`` records: the precision and, per projection kind, the bits of
+    each layer as stored (format 2; format 1 had no plan: int4 meant attention 8-bit, MLP 4-bit)."""
+    table = encoder.embed_tokens
+    plan: dict[str, int | list[int]] = {
+        "embed_tokens": table.bits if isinstance(table, QuantizedEmbedding) else 32
+    }
+    for projection, attribute in PROJECTION_MODULES.items():
+        plan[projection] = [_bits(attribute(layer)) for layer in encoder.layers]
+    manifest: dict = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": QUANT_FORMAT}
+    if bits == 4:
+        manifest["group_size"] = INT4_GROUP
+    return manifest | {"plan": plan}
+
+
+PROJECTION_MODULES = {
+    "qkv": lambda layer: layer.self_attn.qkv_proj,
+    "o": lambda layer: layer.self_attn.o_proj,
+    "gate_up": lambda layer: layer.mlp.gate_up_proj,
+    "down": lambda layer: layer.mlp.down_proj,
+}
+
+
+def _bits(module: torch.nn.Module) -> int:
+    return module.quantized.bits if isinstance(module, (QuantizedLinear, Int8ComputeLinear)) else 32
+
+
 def save_checkpoint(
     encoder: Gemma3Encoder, source: Path, destination: Path, precision: str, bits: int | None
 ) -> Path:
@@ -93,11 +124,10 @@ def save_checkpoint(
         (tmp / "modules.json").write_text((source / "modules.json").read_text())
         save_file(encoder_tensors(encoder, bits), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if bits:
-            manifest = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": 1}
-            if bits == 4:
-                manifest["group_size"] = INT4_GROUP
-                manifest["attention_bits"] = ATTENTION_MIN_BITS
-            (tmp / QUANT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+            manifest = quant_manifest(encoder, precision, bits)
+            text = json.dumps(manifest, indent=2)  # a plan's list of bits on one line:
+            text = re.sub(r"\[[\d,\s]+\]", lambda m: json.dumps(json.loads(m.group())), text)
+            (tmp / QUANT_MANIFEST).write_text(text)
         if destination.exists():
             destination.rmdir()
         os.replace(tmp, destination)
