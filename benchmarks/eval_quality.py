@@ -26,6 +26,9 @@ from gemvec.eval import ClassificationOptions, EvalOptions, Evaluator, TaskType,
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "eval_quality.jsonl"
+# int4 became a mixed 4/8-bit plan (issue 19): its rows have a file of their own, and RESULTS'
+# earlier int4 rows (every weight round-to-nearest 4-bit but attention) show as "int4-rtn".
+INT4_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int4.jsonl"
 DIMS = (768, 512, 256, 128)
 
 # Published google/embeddinggemma-300m main scores (../shared/data/README.md), for comparison only.
@@ -100,15 +103,15 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
-PRECISION_ORDER = ["float32", "bfloat16", "int8-dynamic", "int8", "int4"]
-SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+PRECISION_ORDER = ["float32", "bfloat16", "int8-dynamic", "int8", "int4", "int4-rtn"]
+SHORT = {"float32": "fp32", "bfloat16": "bf16", "int4-rtn": "int4 before"}
 
 
 def table(path: Path) -> str:
     """Markdown, three tables: float32 at every Matryoshka dim next to the published score,
     every precision at 768-d next to float32, and the other precisions' differences from
     float32 at the smaller dims."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    rows = read_rows(path)
     names = list(dict.fromkeys((r["dataset"], r["type"], r.get("sampling")) for r in rows))
     score = {(r["dataset"], r.get("sampling"), r["precision"], r["dim"]): r["main_score"] for r in rows}
     dims = sorted({r["dim"] for r in rows if r["precision"] == "float32"}, reverse=True)
@@ -152,6 +155,15 @@ def table(path: Path) -> str:
     return "\n\n".join("\n".join(block) for block in (lines, lines2, lines3))
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of ``path``; for RESULTS, its int4 rows relabelled "int4-rtn" and INT4_RESULTS' added."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    if path != RESULTS or not INT4_RESULTS.exists():
+        return rows
+    before = [r | {"precision": "int4-rtn"} if r["precision"] == "int4" else r for r in rows]
+    return before + [json.loads(line) for line in INT4_RESULTS.read_text(encoding="utf-8").splitlines()]
+
+
 def difference(value: float | None, reference: float | None) -> str:
     return "" if value is None or reference is None else f"{value - reference:+.4f}"
 
@@ -172,10 +184,12 @@ def main() -> None:
     parser.add_argument(
         "--sampling", choices=["v1", "v2"], default="v2", help="MTEB 1.x or 2.x few-shot sampling"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help="results file (default: RESULTS, int4's INT4_RESULTS)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = INT4_RESULTS if args.precision in ("int4", "q4") and not args.table else RESULTS
     if args.table:
         print(table(args.out))
         return
