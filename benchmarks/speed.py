@@ -2,7 +2,8 @@
 
 Each contender runs in its own subprocess (so peak RSS is its own) on the same texts with
 the same thread count, and saves its embeddings; the parent compares every embedding with
-the first contender's (sentence-transformers float32 by default) and prints the tables.
+the first contender's (sentence-transformers float32 by default) and prints the tables, under
+the CPU's model name and ISA flags.
 
     python benchmarks/make_gguf.py --model $EMBEDDINGGEMMA_DIR      # once, for llamacpp-*
     python benchmarks/speed.py --model $EMBEDDINGGEMMA_DIR [--batch-sizes 1,8,64] [--json out.json]
@@ -12,7 +13,13 @@ to 60 words), long (~1,000 tokens, SciFact abstracts joined), each timed at ever
 size, plus the p50 latency of single short queries. Contenders: ``st-float32``,
 ``st-bfloat16``, ``gemvec-<precision>`` (``gemvec-int4@FOLDER`` loads a folder written by
 ``gemvec quantize`` instead of quantising at load), ``llamacpp-<q8_0|q4_0|f32>`` (GGUF files
-from make_gguf.py).
+from make_gguf.py), and sentence-transformers on its other backends: ``st-onnx-<float32|int8>``
+(ONNX Runtime; int8 is its dynamically quantised export) and ``st-openvino-<float32|bfloat16|int8>``
+(int8: its statically quantised export). Those need the exports and the environment that
+benchmarks/peers.py describes; they run on its interpreter (``--peers-python``):
+
+    python benchmarks/speed.py --peers-python out/peers-venv/bin/python \
+        --contenders st-float32,st-onnx-float32,st-onnx-int8,st-openvino-float32,st-openvino-int8,...
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,14 +36,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from gemvec.errors import require
-from gemvec.prompts import document_prompt
+from peers import cpu_info, gguf_encoder, st_backend_encoder, versions
 
 SHARED = Path(os.environ.get("GEMVEC_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 DATA = SHARED / "data"
 CONTENDERS = ["st-float32", "gemvec-float32", "gemvec-int8", "gemvec-int4", "llamacpp-q8_0", "llamacpp-q4_0"]
-DOCUMENT_PROMPT = document_prompt(None)
+ST_BACKENDS = ("onnx", "openvino")  # st-<backend>-<precision>: run by --peers-python
+
+
+def is_st_backend(contender: str) -> bool:
+    return contender.startswith(tuple(f"st-{backend}-" for backend in ST_BACKENDS))
 
 
 def file_stem(contender: str) -> str:
@@ -55,57 +65,6 @@ def workloads(sizes: dict[str, int]) -> dict[str, list[str]]:
     }
 
 
-def gguf_encoder(path: Path, threads: int, texts: dict[str, list[str]]):
-    """llama.cpp through llama-cpp-python, with a context sized for each workload in turn.
-
-    llama.cpp packs every text of a call into one micro-batch and attends across all of it
-    under a mask, so its micro-batch must hold the longest text but costs more the larger it
-    is: each workload gets the smallest power of two (at least 256) that fits its texts, the
-    fastest setting found on medium texts (Q8_0: 456 tokens/s at 256, 190 at 2,048). One
-    context lives at a time, so peak RSS is that of a single llama.cpp model.
-    """
-    llama_cpp = require("llama_cpp", "llm", "The llama.cpp contenders")
-
-    if not path.is_file():
-        sys.exit(f"{path} is missing: build it with `python benchmarks/make_gguf.py --model MODEL`")
-    vocab = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
-    sizes = {}
-    for kind, batch in texts.items():
-        longest = 2 + max(len(vocab.tokenize((DOCUMENT_PROMPT + text).encode())) for text in batch)
-        sizes[kind] = max(256, 1 << (longest - 1).bit_length())
-    vocab.close()
-    loaded: list[tuple[int, llama_cpp.Llama]] = []  # (micro-batch size, context): one at a time
-
-    def context(kind: str) -> llama_cpp.Llama:
-        size = sizes[kind]
-        if not loaded or loaded[0][0] != size:
-            if loaded:
-                loaded.pop()[1].close()
-            llm = llama_cpp.Llama(
-                str(path),
-                embedding=True,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                n_ctx=size,
-                n_batch=size,
-                n_ubatch=size,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
-            loaded.append((size, llm))
-        return loaded[0][1]
-
-    def encode(kind: str, batch: list[str], batch_size: int) -> np.ndarray:
-        llm = context(kind)
-        vectors = []
-        for i in range(0, len(batch), batch_size):
-            chunk = [DOCUMENT_PROMPT + text for text in batch[i : i + batch_size]]
-            vectors.extend(llm.embed(chunk, normalize=True))
-        return np.asarray(vectors, dtype=np.float32)
-
-    return encode
-
-
 def run_contender(
     name: str, model: str, texts: dict[str, list[str]], out_dir: Path, options: argparse.Namespace
 ) -> dict:
@@ -114,8 +73,13 @@ def run_contender(
 
     library, precision = name.split("-", 1)
     precision, _, saved = precision.partition("@")  # gemvec-int4@FOLDER: a `gemvec quantize` output
+    detail: dict = {"threads": torch.get_num_threads()}
     started = time.perf_counter()
-    if library == "st":
+    if is_st_backend(name):
+        backend, precision = precision.split("-", 1)
+        folder = options.peers_dir / f"st-{backend}"
+        encode, detail = st_backend_encoder(backend, precision, folder, options.threads)
+    elif library == "st":
         from sentence_transformers import SentenceTransformer
 
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
@@ -124,8 +88,11 @@ def run_contender(
         def encode(kind: str, batch: list[str], batch_size: int) -> np.ndarray:
             return st.encode_document(batch, batch_size=batch_size, convert_to_tensor=True).float().numpy()
     elif library == "llamacpp":
+        from gemvec.prompts import document_prompt
+
         gguf = options.gguf_dir / f"embeddinggemma-{precision}.gguf"
-        encode = gguf_encoder(gguf, options.threads, texts)
+        encode = gguf_encoder(gguf, options.threads, texts, document_prompt(None))
+        detail = {"threads": options.threads}
     else:
         from gemvec import Embedder
 
@@ -135,7 +102,7 @@ def run_contender(
             return embedder.encode_document(batch, batch_size=batch_size)
 
     load_seconds = time.perf_counter() - started
-    result: dict = {"name": name, "load_s": load_seconds, "threads": torch.get_num_threads(), "seconds": {}}
+    result: dict = {"name": name, "load_s": load_seconds, **detail, "versions": versions(), "seconds": {}}
     encode("short", texts["short"][:2], 2)  # warm-up
     latencies = []
     for text in texts["short"][: options.latency_n]:
@@ -156,8 +123,9 @@ def run_contender(
 
 
 def child_command(name: str, args: argparse.Namespace, out_dir: Path) -> list[str]:
-    command = [sys.executable, __file__, "--child", name, "--out-dir", str(out_dir)]
-    for option in ("model", "threads", "latency_n", "short", "medium", "long", "gguf_dir"):
+    python = args.peers_python if is_st_backend(name) else sys.executable
+    command = [python, __file__, "--child", name, "--out-dir", str(out_dir)]
+    for option in ("model", "threads", "latency_n", "short", "medium", "long", "gguf_dir", "peers_dir"):
         command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
     return [*command, "--batch-sizes", ",".join(map(str, args.batch_sizes))]
 
@@ -171,7 +139,7 @@ def print_tables(results: list[dict], tokens: dict[str, int], batch_sizes: list[
 
     print(f"tokens per workload: {tokens}, threads: {results[0]['threads']}")
     print(
-        f"{'contender':<16} {'batch':>5} {'short tok/s':>11} {'medium tok/s':>12} {'long tok/s':>10} "
+        f"{'contender':<20} {'batch':>5} {'short tok/s':>11} {'medium tok/s':>12} {'long tok/s':>10} "
         f"{'x st-fp32 (medium)':>18}"
     )
     for batch_size in batch_sizes:
@@ -181,18 +149,19 @@ def print_tables(results: list[dict], tokens: dict[str, int], batch_sizes: list[
                 peer = tok_s(by_name[reference], "medium", batch_size)
                 ratio = f"{tok_s(r, 'medium', batch_size) / peer:.2f}"
             print(
-                f"{r['name']:<16} {batch_size:>5} {tok_s(r, 'short', batch_size):>11.0f} "
+                f"{r['name']:<20} {batch_size:>5} {tok_s(r, 'short', batch_size):>11.0f} "
                 f"{tok_s(r, 'medium', batch_size):>12.0f} {tok_s(r, 'long', batch_size):>10.0f} {ratio:>18}"
             )
     print(
-        f"\n{'contender':<16} {'p50 ms (b=1)':>12} {'peak RSS MiB':>12} {'RSS/st-fp32':>11} "
-        f"{'worst cos':>9} {'load s':>6}"
+        f"\n{'contender':<20} {'p50 ms (b=1)':>12} {'peak RSS MiB':>12} {'RSS/st-fp32':>11} "
+        f"{'worst cos':>9} {'short/medium/long':>17} {'load s':>6}"
     )
     for r in results:
         rss = f"{r['peak_rss_mib'] / by_name[reference]['peak_rss_mib']:.2f}" if reference in by_name else "-"
+        by_workload = "/".join(f"{value:.3f}" for value in r["worst_cosine_by_workload"].values())
         print(
-            f"{r['name']:<16} {r['latency_p50_ms']:>12.1f} {r['peak_rss_mib']:>12.0f} {rss:>11} "
-            f"{r['worst_cosine_vs_st_fp32']:>9.4f} {r['load_s']:>6.2f}"
+            f"{r['name']:<20} {r['latency_p50_ms']:>12.1f} {r['peak_rss_mib']:>12.0f} {rss:>11} "
+            f"{r['worst_cosine_vs_st_fp32']:>9.4f} {by_workload:>17} {r['load_s']:>6.2f}"
         )
 
 
@@ -211,10 +180,23 @@ def main() -> None:
     parser.add_argument(
         "--gguf-dir", type=Path, default=Path("gguf"), help="where make_gguf.py wrote the llama.cpp files"
     )
+    parser.add_argument(
+        "--peers-dir", type=Path, default=Path("out/peers"), help="where `peers.py export` wrote its models"
+    )
+    parser.add_argument(
+        "--peers-python",
+        default=os.environ.get("GEMVEC_PEERS_PYTHON", sys.executable),
+        help="interpreter of the environment with sentence-transformers[onnx,openvino] (see peers.py)",
+    )
+    parser.add_argument("--cpu-info", action="store_true", help="print the CPU model and ISA flags, and exit")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cpu = cpu_info()
+    if args.cpu_info:
+        print(json.dumps(cpu))
+        return
     if not args.model:
         parser.error("--model (or EMBEDDINGGEMMA_DIR) is required")
     texts = workloads({"short": args.short, "medium": args.medium, "long": args.long})
@@ -228,29 +210,35 @@ def main() -> None:
 
     from gemvec.tokenizer import TextTokenizer
 
+    print(f"cpu: {cpu['model']}, {cpu['cores']} cores, flags: {' '.join(cpu['flags']) or '-'}", flush=True)
+
     tokenizer = TextTokenizer.from_folder(Path(args.model))
     tokens = {kind: sum(tokenizer.count(batch)) for kind, batch in texts.items()}
     out_dir = Path(tempfile.mkdtemp(prefix="gemvec-speed-"))
     env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
+    env.setdefault("HF_HUB_OFFLINE", "1")  # every contender loads local files
     results = []
     for name in args.contenders.split(","):
         command = child_command(name, args, out_dir)
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode:
-            sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+            code = done.returncode
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            sys.exit(f"{name} failed ({how}):\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"done {name}", file=sys.stderr, flush=True)
 
     for result in results:
-        worst = 1.0
+        worst = {}
         for kind in texts:
             ours = np.load(out_dir / f"{file_stem(result['name'])}-{kind}.npy")
             reference = np.load(out_dir / f"{file_stem(results[0]['name'])}-{kind}.npy")  # st-float32
-            worst = min(worst, float((ours * reference).sum(axis=1).min()))
-        result["worst_cosine_vs_st_fp32"] = worst
+            worst[kind] = float((ours * reference).sum(axis=1).min())
+        result["worst_cosine_vs_st_fp32"] = min(worst.values())
+        result["worst_cosine_by_workload"] = worst
     print_tables(results, tokens, args.batch_sizes)
     if args.json:
-        report = {"tokens": tokens, "batch_sizes": args.batch_sizes, "results": results}
+        report = {"cpu": cpu, "tokens": tokens, "batch_sizes": args.batch_sizes, "results": results}
         args.json.write_text(json.dumps(report, indent=2))
 
 
