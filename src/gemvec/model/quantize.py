@@ -36,7 +36,7 @@ SCHEME_TAGS = {"int4": "-2"}
 PROJECTIONS = ("qkv", "o", "gate_up", "down")
 # The int4 plan: the layers (by index) whose projection of each kind is 4-bit; every other
 # projection is 8-bit. None, by measurement (``benchmarks/int4_plan.py``, BENCHMARKS.md): per
-# byte saved, 4-bit projections cost 9-50x the cosine to float32 that the 4-bit embedding
+# byte saved, 4-bit projections cost 12-50x the cosine to float32 that the 4-bit embedding
 # table does (even the least sensitive, the MLPs of the first layers), and int4 with every MLP
 # 4-bit lost up to 2.3 points on the evaluation suite. The table, 2/3 of the weights, is 4-bit.
 INT4_PLAN: dict[str, range] = {}
