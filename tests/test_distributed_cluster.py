@@ -235,10 +235,13 @@ def test_a_node_losing_its_model_actor_mid_job_loses_and_repeats_nothing(
 ) -> None:
     embedder = Embedder.load(tiny_model_dir)
     folder = new_collection(tmp_path / "c", embedder)
+    total = len(rows(reference, embedder)[0])
     killed = after_kill = 0
+    out = []
     with start_driver(cluster, folder, tiny_model_dir, docs, pause=0.3) as driver:
         assert driver.stdout is not None
         for line in driver.stdout:
+            out.append(line)
             progress = committed(line)
             if progress is None:
                 continue
@@ -256,10 +259,20 @@ def test_a_node_losing_its_model_actor_mid_job_loses_and_repeats_nothing(
     assert killed
     if driver.returncode != 0:  # Ray gave up on the job: the message says so, and a re-run finishes it
         assert "RayJobError: The Ray job failed" in driver_errors(folder), driver_errors(folder)
-        finish_driver(cluster, folder, tiny_model_dir, docs)
+        with Collection.open(folder, embedder=embedder) as coll:
+            part = coll.count()[1]
+        rerun = json.loads(finish_driver(cluster, folder, tiny_model_dir, docs).split("finished ", 1)[1])
+        assert rerun["chunks"] == total - part  # the re-run stored only what was missing
     else:
         assert after_kill > 0  # Ray restarted the actor and retried its batches; the job went on
-    assert_same_as_reference(folder, reference, embedder)
+        finished = json.loads("".join(out).split("finished ", 1)[1])
+        assert finished["chunks"] == total  # retried batches were not counted twice
+    with (
+        Collection.open(folder, embedder=embedder) as coll,
+        Collection.open(reference, embedder=embedder) as ref,
+    ):
+        assert coll.count() == ref.count() == (100, total)  # exact final counts: each document, chunk once
+    assert_same_as_reference(folder, reference, embedder)  # same ids, none twice, same vectors
 
 
 def test_a_re_run_after_the_driver_is_killed_finishes_the_job(
