@@ -62,9 +62,15 @@ class LoopbackCluster:
         self.nodes: list[subprocess.Popen] = []
 
     def command(self, *args: str) -> list[str]:
-        """``args`` as a command run inside the namespace."""
+        """``args`` as a command run inside the namespace, without Ray's token authentication.
+
+        A Ray that started a local instance once (``ray.init()``) leaves ``~/.ray/auth_token``
+        behind, and a ``ray start`` that finds it turns token authentication on, which drivers
+        that do not read the token are refused by. Nothing outside the namespace reaches these
+        nodes, so the nodes and their drivers all run with it off.
+        """
         assert self.holder is not None, "start() first"
-        return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", *args]
+        return ["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", "env", "RAY_AUTH_MODE=disabled", *args]
 
     def start(self, nodes: int = 2, timeout: float = 240) -> None:
         """The namespace, then the head, then ``nodes - 1`` more nodes, each waited for."""
