@@ -50,10 +50,7 @@ def embed_files(
     ray = ray_module()
     if Path(output).exists() and any(Path(output).iterdir()):
         raise InputError(f"{output} is not empty; write the vectors to a new folder.")
-    reader = getattr(ray.data, input_format(inputs))
-    # Reading and writing reserve no CPU: the actors take every CPU of the cluster, and tasks that
-    # waited for one would never run (Ray Data then waits forever). Ray Data bounds them by memory.
-    ds = reader([str(Path(p).resolve()) for p in inputs], num_cpus=0)
+    ds = _read(ray, input_format(inputs), [str(Path(p).resolve()) for p in inputs])
     names = ds.schema().names
     missing = [c for c in (text_column, id_column) if c not in names]
     if missing:
@@ -68,6 +65,27 @@ def embed_files(
     )
     embedded.write_parquet(str(Path(output).resolve()), ray_remote_args={"num_cpus": 0})
     return _parquet_rows(Path(output))
+
+
+def _read(ray: Any, reader: str, paths: list[str]) -> Any:
+    """The input as a Ray Dataset whose reading reserves no CPU.
+
+    The actors take every CPU of the cluster, and a task that waited for one would never run
+    (Ray Data then waits forever); Ray Data bounds the reads by memory instead. Ray's newer
+    Parquet reader (``DataContext.use_datasource_v2``, the default in Ray 2.60) lists the files
+    in a task of its own that reserves a CPU whatever ``num_cpus`` says, so Parquet is read with
+    the other one; the setting is this process's and is put back at once (the dataset keeps a
+    copy of the context it was made with).
+    """
+    context = ray.data.DataContext.get_current()
+    v2 = getattr(context, "use_datasource_v2", None)
+    if reader == "read_parquet" and v2:
+        context.use_datasource_v2 = False
+    try:
+        return getattr(ray.data, reader)(paths, num_cpus=0)
+    finally:
+        if v2 is not None:
+            context.use_datasource_v2 = v2
 
 
 def _parquet_rows(folder: Path) -> int:
