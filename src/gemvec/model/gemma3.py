@@ -39,12 +39,13 @@ class RMSNorm(nn.Module):
     def __init__(self, weight: torch.Tensor, eps: float) -> None:
         super().__init__()
         self.register_buffer("weight", weight.float().clone(), persistent=False)
+        self.register_buffer("scale", 1.0 + self.weight, persistent=False)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * (1.0 + self.weight)).to(x.dtype)
+        # x · rsqrt(mean(x²) + eps) · (1 + weight) in one fused kernel: a fifth of the ops of
+        # the written-out formula, which matters most to one short query (op overhead).
+        return F.rms_norm(x.float(), self.scale.shape, self.scale, self.eps).to(x.dtype)
 
 
 class Linear(nn.Module):
