@@ -207,17 +207,17 @@ class Gemma3Encoder(nn.Module):
             Quantised to the bits :func:`planned_bits` gives ``projection`` of ``layer`` (int4
             keeps most projections 8-bit)."""
             if isinstance(parts[0], QuantizedWeight):
-                layer = quantized_linear(QuantizedWeight.cat(parts))
+                module = quantized_linear(QuantizedWeight.cat(parts))
                 loaded = [t for p in parts for t in (p.codes, p.scales)]
             else:
-                # always a copy: the file mapping can go
-                weight = torch.cat([p.to(torch.float32 if int8_compute else dtype) for p in parts])
                 bits = planned_bits(quantize_bits, layer, projection) if quantize_bits else None
-                layer = quantized_linear(quantize(weight, bits)) if bits else Linear(weight)
+                # always a copy (the file mapping can go); quantised from the float32 values
+                weight = torch.cat([p.to(torch.float32 if bits else dtype) for p in parts])
+                module = quantized_linear(quantize(weight, bits)) if bits else Linear(weight)
                 loaded = parts
             for tensor in loaded:
                 release(tensor)
-            return layer
+            return module
 
         # The table stays as loaded (memory-mapped, maybe quantised): rows are gathered per batch.
         table = weights["embed_tokens.weight"]

@@ -61,14 +61,16 @@ def onednn_int8_available() -> bool:
     try:
         codes = torch.ones(8, 16, dtype=torch.int8)
         packed = torch.ops.onednn.qlinear_prepack(codes, None)
-        out = _onednn_linear(torch.ones(2, 16, dtype=torch.int8), packed, torch.ones(8), torch.float32)
+        ones = torch.ones(2, 16, dtype=torch.int8)
+        out = _onednn_linear(ones, packed, torch.ones(8), torch.zeros(8, dtype=torch.int32), torch.float32)
         return bool(torch.all(out == 16))
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
 
-def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, dtype) -> torch.Tensor:
-    zero_points = torch.zeros(scales.shape[0], dtype=torch.int32)
+def _onednn_linear(
+    codes: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor, dtype
+) -> torch.Tensor:
     return torch.ops.onednn.qlinear_pointwise(
         codes, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, dtype, "none", [], ""
     )
@@ -77,11 +79,15 @@ def _onednn_linear(codes: torch.Tensor, packed: torch.Tensor, scales: torch.Tens
 class Int8ComputeLinear(nn.Module):
     """Bias-free linear layer computing in int8: ``x @ W.T`` with both sides quantised."""
 
+    bits = 8
+
     def __init__(self, weight: QuantizedWeight) -> None:
         super().__init__()
         if weight.bits != 8:
             raise ValueError(f"int8 compute needs 8-bit weights, got {weight.bits}-bit")
         self.register_buffer("scales", weight.scales.float().contiguous(), persistent=False)  # (N,)
+        zero_points = torch.zeros(weight.shape[0], dtype=torch.int32)  # symmetric: all zero
+        self.register_buffer("zero_points", zero_points, persistent=False)
         self.onednn = weight.codes.device.type == "cpu" and onednn_int8_available()
         # oneDNN's packed (K, N) weight, or the plain (K, N) codes for torch._int_mm
         codes_t = weight.codes.t()
@@ -104,7 +110,8 @@ class Int8ComputeLinear(nn.Module):
         rows = x.reshape(-1, x.shape[-1])
         codes, row_scales = quantize_activations(rows)
         if self.onednn:
-            out = _onednn_linear(codes, self.weight_t, self.scales, x.dtype) * row_scales.to(x.dtype)
+            out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)
+            out = out * row_scales.to(x.dtype)
         else:
             out = (_int_mm(codes, self.weight_t).float() * row_scales * self.scales).to(x.dtype)
         return out.view(*x.shape[:-1], -1)

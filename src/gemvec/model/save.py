@@ -23,6 +23,7 @@ from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.int8_compute import Int8ComputeLinear
 from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
 
+QUANTIZED_LINEARS = (QuantizedLinear, Int8ComputeLinear)
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
     "config_sentence_transformers.json",
     "sentence_bert_config.json",
@@ -44,7 +45,7 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
         for part, rows in row_blocks.items():
             block = slice(start, start + rows)
             start += rows
-            if isinstance(layer, (QuantizedLinear, Int8ComputeLinear)):
+            if isinstance(layer, QUANTIZED_LINEARS):
                 weight = layer.quantized
                 out[f"{name}{part}.codes"] = weight.codes[block].contiguous()
                 out[f"{name}{part}.scales"] = weight.scales[block].contiguous()
@@ -105,7 +106,7 @@ PROJECTION_MODULES = {
 
 
 def _bits(module: torch.nn.Module) -> int:
-    return module.quantized.bits if isinstance(module, (QuantizedLinear, Int8ComputeLinear)) else 32
+    return module.bits if isinstance(module, QUANTIZED_LINEARS) else 32
 
 
 def save_checkpoint(
