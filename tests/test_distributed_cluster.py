@@ -230,6 +230,11 @@ def finish_driver(cluster: LoopbackCluster, folder: Path, model: Path, docs: Pat
     return out
 
 
+def finished_report(out: str) -> dict:
+    """The driver's ``finished {...}`` report; Ray's own log lines may follow it on stdout."""
+    return json.loads(out.split("finished ", 1)[1].splitlines()[0])
+
+
 def driver_errors(folder: Path) -> str:
     return (folder.parent / "driver.err").read_text()[-3000:]
 
@@ -270,11 +275,11 @@ def test_a_node_losing_its_model_actor_mid_job_loses_and_repeats_nothing(
         assert "RayJobError: The Ray job failed" in driver_errors(folder), driver_errors(folder)
         with Collection.open(folder, embedder=embedder) as coll:
             part = coll.count()[1]
-        rerun = json.loads(finish_driver(cluster, folder, tiny_model_dir, docs).split("finished ", 1)[1])
+        rerun = finished_report(finish_driver(cluster, folder, tiny_model_dir, docs))
         assert rerun["chunks"] == total - part  # the re-run stored only what was missing
     else:
         assert after_kill > 0  # Ray restarted the actor and retried its batches; the job went on
-        finished = json.loads("".join(out).split("finished ", 1)[1])
+        finished = finished_report("".join(out))
         assert finished["chunks"] == total  # retried batches were not counted twice
     with (
         Collection.open(folder, embedder=embedder) as coll,
@@ -301,7 +306,7 @@ def test_a_re_run_after_the_driver_is_killed_finishes_the_job(
     with Collection.open(folder, embedder=embedder) as coll:
         part = coll.count()[1]
     out = finish_driver(cluster, folder, tiny_model_dir, docs)
-    finished = json.loads(out.split("finished ", 1)[1])
+    finished = finished_report(out)
     total = len(rows(reference, embedder)[0])
     assert 640 <= part < total and finished["chunks"] == total - part  # only what was missing
     assert_same_as_reference(folder, reference, embedder)
