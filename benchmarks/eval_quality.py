@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gemvec import Embedder
 from gemvec.eval import ClassificationOptions, EvalOptions, Evaluator, TaskType, default_cache_dir, discover
+from gemvec.precision import parse_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -29,6 +30,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "eval_quality.jsonl"
 # int4 became a mixed 4/8-bit plan (issue 19): its rows have a file of their own, and RESULTS'
 # earlier int4 rows (every weight round-to-nearest 4-bit but attention) show as "int4-rtn".
 INT4_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int4.jsonl"
+# Likewise int8-dynamic computes in a rotated basis since issue 19's last round: RESULTS' earlier
+# int8-dynamic rows (no rotation) show as "int8-dynamic-unrotated".
+INT8_DYNAMIC_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int8_dynamic.jsonl"
+REVISED = {
+    "int4": (INT4_RESULTS, "int4-rtn"),
+    "int8-dynamic": (INT8_DYNAMIC_RESULTS, "int8-dynamic-unrotated"),
+}
 DIMS = (768, 512, 256, 128)
 
 # Published google/embeddinggemma-300m main scores (../shared/data/README.md), for comparison only.
@@ -103,8 +111,21 @@ def run(args: argparse.Namespace) -> None:
             )
 
 
-PRECISION_ORDER = ["float32", "bfloat16", "int8-dynamic", "int8", "int4", "int4-rtn"]
-SHORT = {"float32": "fp32", "bfloat16": "bf16", "int4-rtn": "int4 before"}
+PRECISION_ORDER = [
+    "float32",
+    "bfloat16",
+    "int8-dynamic",
+    "int8-dynamic-unrotated",
+    "int8",
+    "int4",
+    "int4-rtn",
+]
+SHORT = {
+    "float32": "fp32",
+    "bfloat16": "bf16",
+    "int4-rtn": "int4 before",
+    "int8-dynamic-unrotated": "int8-dyn unrotated",
+}
 
 
 def table(path: Path) -> str:
@@ -156,12 +177,16 @@ def table(path: Path) -> str:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of ``path``; for RESULTS, its int4 rows relabelled "int4-rtn" and INT4_RESULTS' added."""
+    """The rows of ``path``; for RESULTS, with each :data:`REVISED` precision's earlier rows
+    relabelled and its own file's rows added."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    if path != RESULTS or not INT4_RESULTS.exists():
+    if path != RESULTS:
         return rows
-    before = [r | {"precision": "int4-rtn"} if r["precision"] == "int4" else r for r in rows]
-    return before + [json.loads(line) for line in INT4_RESULTS.read_text(encoding="utf-8").splitlines()]
+    for precision, (revised, earlier) in REVISED.items():
+        if revised.exists():
+            rows = [r | {"precision": earlier} if r["precision"] == precision else r for r in rows]
+            rows += [json.loads(line) for line in revised.read_text(encoding="utf-8").splitlines()]
+    return rows
 
 
 def difference(value: float | None, reference: float | None) -> str:
@@ -184,12 +209,13 @@ def main() -> None:
     parser.add_argument(
         "--sampling", choices=["v1", "v2"], default="v2", help="MTEB 1.x or 2.x few-shot sampling"
     )
-    parser.add_argument("--out", type=Path, help="results file (default: RESULTS, int4's INT4_RESULTS)")
+    parser.add_argument("--out", type=Path, help="results file (default: RESULTS, or REVISED's file)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--table", action="store_true", help="print the markdown table of --out and exit")
     args = parser.parse_args()
     if args.out is None:
-        args.out = INT4_RESULTS if args.precision in ("int4", "q4") and not args.table else RESULTS
+        revised = REVISED.get(parse_precision(args.precision).value) if not args.table else None
+        args.out = revised[0] if revised else RESULTS
     if args.table:
         print(table(args.out))
         return

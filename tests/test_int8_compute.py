@@ -12,7 +12,7 @@ import torch
 from gemvec import Embedder
 from gemvec.errors import PrecisionError
 from gemvec.model import int8_compute
-from gemvec.model.int8_compute import Int8ComputeLinear, quantize_rows
+from gemvec.model.int8_compute import Int8ComputeLinear, hadamard, quantize_rows, rotate, rotate_weight
 from gemvec.model.quantize import quantize
 from gemvec.precision import Precision, parse_precision
 
@@ -20,9 +20,10 @@ TEXTS = ["Mars is the Red Planet.", "Le renard brun saute.", "日本語のテキ
 
 
 def reference_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """What int8 compute must equal: per-row-quantised activations times the int8 weight, in float64."""
-    codes, scales = quantize_rows(x)
-    q = quantize(weight, 8)
+    """What int8 compute must equal: per-row-quantised rotated activations times the rotated
+    int8 weight, in float64."""
+    codes, scales = quantize_rows(rotate(x, hadamard(64)))
+    q = quantize(rotate_weight(weight), 8)
     return (codes.double() @ q.codes.double().T) * scales.double() * q.scales.double()
 
 
@@ -35,12 +36,30 @@ def test_int8_linear_is_exact_integer_arithmetic(rows: int, onednn: bool, monkey
     generator = torch.Generator().manual_seed(rows)
     weight = torch.randn(48, 64, generator=generator) * 0.05
     x = torch.randn(rows, 64, generator=generator)
-    layer = Int8ComputeLinear(quantize(weight, 8))
+    layer = Int8ComputeLinear.from_float(weight)
     assert layer.onednn is onednn
     out = layer(x)
     torch.testing.assert_close(out.double(), reference_linear(x, weight), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(layer(x.view(1, rows, 64)), out.view(1, rows, 48))  # any leading shape
-    assert torch.equal(layer.quantized.codes, quantize(weight, 8).codes)  # recoverable for saving
+    assert torch.equal(layer.quantized.codes, quantize(rotate_weight(weight), 8).codes)  # for saving
+
+
+def test_rotation_is_exact_in_float_and_spreads_outliers() -> None:
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(40, 256, generator=generator) * 0.05
+    x = torch.randn(8, 256, generator=generator)
+    sylvester = torch.tensor([[1.0, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
+    assert torch.equal(hadamard(4), sylvester)
+    torch.testing.assert_close(rotate(x, hadamard(128)) @ rotate_weight(weight).T, x @ weight.T)
+    x[:, 3] = 30 * x.pow(2).mean().sqrt()  # one outlier channel per token, as after Gemma's norms
+    exact = x @ weight.T
+    plain = Int8ComputeLinear(quantize(weight, 8))  # codes taken as already rotated: none
+    plain.rotation, plain.rotation_bf16 = torch.eye(128), torch.eye(128, dtype=torch.bfloat16)
+    errors = [
+        ((layer(x) - exact).norm(dim=1) / exact.norm(dim=1)).mean()
+        for layer in (plain, Int8ComputeLinear.from_float(weight))
+    ]
+    assert errors[1] < errors[0] / 3, errors
 
 
 def test_an_outlier_token_only_coarsens_its_own_row() -> None:
@@ -48,7 +67,7 @@ def test_an_outlier_token_only_coarsens_its_own_row() -> None:
     weight = torch.randn(32, 64, generator=generator) * 0.05
     x = torch.randn(6, 64, generator=generator)
     x[2, 7] = 5000.0  # EmbeddingGemma's activations reach ~1e5 on a few tokens
-    out = Int8ComputeLinear(quantize(weight, 8))(x)
+    out = Int8ComputeLinear.from_float(weight)(x)
     exact = x @ weight.T
     clean = torch.arange(6) != 2
     error = (out - exact)[clean].norm(dim=1) / exact[clean].norm(dim=1)
@@ -73,16 +92,20 @@ def test_tiny_model_close_to_float32_and_saved_folders_reload(
     cosine = (vectors * tiny_embedder.encode_document(TEXTS)).sum(axis=1)
     assert cosine.min() > 0.99 and cosine.max() < 1 - 1e-7
     folder = dynamic.save(tmp_path / "w8a8")
-    assert json.loads((folder / "gemvec_quant.json").read_text())["precision"] == "int8-dynamic"
+    manifest = json.loads((folder / "gemvec_quant.json").read_text())
+    assert manifest["precision"] == "int8-dynamic" and manifest["format"] == 3
+    assert manifest["rotation"] == {"kind": "hadamard", "block": 128}
     reloaded = Embedder.load(folder)
     assert reloaded.precision is Precision.INT8_DYNAMIC
     np.testing.assert_array_equal(reloaded.encode_document(TEXTS), vectors)
-    # an int8 folder holds the same weights: it loads either way, equal to quantising at load
+    # an int8 folder's (unrotated) weights load as int8-dynamic too: rotated and quantised again
     int8_folder = Embedder.load(tiny_model_dir, "int8").save(tmp_path / "int8")
-    np.testing.assert_array_equal(Embedder.load(int8_folder, "int8-dynamic").encode_document(TEXTS), vectors)
-    assert Embedder.load(folder, "int8").precision is Precision.INT8
-    with pytest.raises(PrecisionError, match="holds int8-dynamic weights"):
-        Embedder.load(folder, "bfloat16")
+    from_int8 = Embedder.load(int8_folder, "int8-dynamic").encode_document(TEXTS)
+    assert (from_int8 * vectors).sum(axis=1).min() > 0.999
+    # the rotated weights mean nothing to weight-only int8 or any float precision
+    for other in ("int8", "bfloat16"):
+        with pytest.raises(PrecisionError, match="holds int8-dynamic weights"):
+            Embedder.load(folder, other)
 
 
 def test_real_model_worst_cosine_to_float32(

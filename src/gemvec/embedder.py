@@ -39,7 +39,8 @@ Texts = str | Sequence[str]
 # memory in glibc's heap, at the same speed: figures in BENCHMARKS.md (benchmarks/memory_probe.py).
 DEFAULT_MAX_BATCH_TOKENS = 1024
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-# A saved int8 folder loads as int8 (weights dequantised per call) or int8-dynamic (int8 compute).
+# A saved int8 folder loads as int8 (weights dequantised per call) or int8-dynamic (int8 compute,
+# its weights rotated at load). An int8-dynamic folder holds rotated weights: int8-dynamic only.
 SAME_INT8_WEIGHTS = (Precision.INT8, Precision.INT8_DYNAMIC)
 
 
@@ -128,10 +129,11 @@ class Embedder:
         device = resolve_device(device)
         folder = resolve_model_dir(model)
         manifest = read_quant_manifest(folder)
+        rotated = bool(manifest and manifest.get("rotation"))
         if manifest is not None:  # a saved quantised checkpoint: its precision is fixed
             saved = parse_precision(manifest["precision"])
             asked = parse_precision(precision) if precision is not None else None
-            if saved in SAME_INT8_WEIGHTS and asked in SAME_INT8_WEIGHTS:
+            if saved in SAME_INT8_WEIGHTS and asked in SAME_INT8_WEIGHTS and not rotated:
                 saved = asked  # the same int8 weights, computed either way
             if asked is not None and asked is not saved:
                 raise PrecisionError(
@@ -154,6 +156,7 @@ class Embedder:
             quantize_bits=bits,
             release=weights_file.release,
             int8_compute=precision.int8_compute,
+            rotated=rotated,
         )
         head = EmbeddingHead(load_dense_weights(folder, head_config))
         encoder.to(device)

@@ -15,6 +15,7 @@ import torch
 
 from gemvec.errors import CheckpointError, ModelNotFoundError
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.int8_compute import ROTATION_BLOCK
 from gemvec.model.quantize import QuantizedWeight
 from gemvec.model.safetensors_mmap import SafetensorsFile
 
@@ -233,7 +234,7 @@ def load_encoder_weights(
     return weights, file
 
 
-QUANT_FORMATS = (1, 2)
+QUANT_FORMATS = (1, 2, 3)  # 3: int8-dynamic's rotated weights (gemvec.model.save)
 # The checkpoint tensors behind each fused projection of a layer.
 PROJECTION_PARTS = {
     "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
@@ -252,6 +253,12 @@ def check_quant_plan(
         raise CheckpointError(
             f"{folder}/{QUANT_MANIFEST} is format {manifest.get('format')}, written by a newer gemvec; "
             "upgrade gemvec to load it."
+        )
+    rotation = manifest.get("rotation")
+    if rotation is not None and rotation != {"kind": "hadamard", "block": ROTATION_BLOCK}:
+        raise CheckpointError(
+            f"{folder}/{QUANT_MANIFEST} lists a rotation this gemvec does not know ({rotation}); "
+            "upgrade gemvec, or quantise the float checkpoint again."
         )
     plan = manifest.get("plan")
     if not plan:

@@ -191,15 +191,19 @@ class Gemma3Encoder(nn.Module):
         quantize_bits: int | None = None,
         release: Callable[[torch.Tensor], None] = lambda tensor: None,
         int8_compute: bool = False,
+        rotated: bool = False,
     ) -> None:
         """``release(tensor)`` is called on every loaded weight once it has been copied, so the
         memory-mapped originals can leave memory while the next layer loads (peak RSS).
 
         ``int8_compute``: linear layers multiply int8 activations by int8 weights
-        (:mod:`gemvec.model.int8_compute`); the weights are int8 (``quantize_bits`` 8)."""
+        (:mod:`gemvec.model.int8_compute`); the weights are int8 (``quantize_bits`` 8), and
+        ``rotated`` says whether quantised ones were saved in its rotated basis already."""
         super().__init__()
         self.config, self.dtype = config, dtype
-        quantized_linear = Int8ComputeLinear if int8_compute else QuantizedLinear
+
+        def quantized_linear(weight: QuantizedWeight) -> nn.Module:
+            return Int8ComputeLinear(weight, rotated) if int8_compute else QuantizedLinear(weight)
 
         def make_linear(parts: list, projection: str, layer: int) -> nn.Module:
             """One layer from row blocks (q|k|v, gate|up); quantised parts are concatenated as is.
@@ -213,7 +217,10 @@ class Gemma3Encoder(nn.Module):
                 bits = planned_bits(quantize_bits, layer, projection) if quantize_bits else None
                 # always a copy (the file mapping can go); quantised from the float32 values
                 weight = torch.cat([p.to(torch.float32 if bits else dtype) for p in parts])
-                module = quantized_linear(quantize(weight, bits)) if bits else Linear(weight)
+                if int8_compute:
+                    module = Int8ComputeLinear.from_float(weight)
+                else:
+                    module = QuantizedLinear(quantize(weight, bits)) if bits else Linear(weight)
                 loaded = parts
             for tensor in loaded:
                 release(tensor)

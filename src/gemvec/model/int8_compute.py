@@ -13,6 +13,17 @@ scale is applied to its output afterwards, which is exact: row ``t`` of ``(s_t q
 ``s_t (q_t W)``. Elsewhere (no oneDNN, a GPU) ``torch._int_mm`` computes the same int32 sums.
 Quantising a large batch's rows is one fused pass with ``torch.compile`` where it can build
 it; small batches (a query) quantise with plain ops, whose per-call cost is lower.
+
+Outliers: a token's largest value is typically 10-30 times its root mean square (in the MLP's
+down projection one channel can hold nearly all of a token's energy), so per-token int8 leaves
+the rest of the row a few bits. Each layer therefore multiplies in a rotated basis, as QuaRot
+does: ``x W^T = (x B)(W B)^T`` for an orthogonal ``B``, here block-diagonal 128x128 Hadamard
+matrices. The weights are rotated once at load; each activation row is rotated before it is
+quantised, which spreads an outlier over its block of 128 channels. On the calibration texts
+of ``benchmarks/int4_plan.py`` this lifts the mean cosine to float32 from 0.9980 to 0.9994,
+weight-only int8's 0.9994 (worst 0.9950 -> 0.9982), for one small matmul per projection.
+A SmoothQuant-style scale migration helped less (0.9983) and hurt the down projection, whose
+outliers belong to tokens, not channels (``BENCHMARKS.md``, int8 compute).
 """
 
 from __future__ import annotations
@@ -23,11 +34,48 @@ import logging
 import torch
 from torch import nn
 
-from gemvec.model.quantize import QuantizedWeight
+from gemvec.model.quantize import QuantizedWeight, quantize
 
 log = logging.getLogger(__name__)
 INT8_MAX = 127
 FUSED_MIN_VALUES = 1 << 16  # below this many activation values, plain ops beat a compiled call
+ROTATION_BLOCK = 128  # Hadamard block: a power of two dividing every input width (768, 1152)
+
+
+def rotation_block(width: int) -> int:
+    """The Hadamard block for rows of ``width``: 128, or the largest power of two dividing a
+    width 128 does not divide (1: no rotation)."""
+    return min(ROTATION_BLOCK, width & -width)
+
+
+def hadamard(size: int) -> torch.Tensor:
+    """The (size, size) Sylvester Hadamard matrix of +-1 (size a power of two): ``H H^T = size I``.
+
+    Unnormalised, so it is exact in bfloat16; the 1/size its square leaves is folded into the
+    weights (:func:`rotate_weight`). A new tensor each call (callers may keep it as a buffer)."""
+    return _hadamard(size).clone()
+
+
+@functools.cache
+def _hadamard(size: int) -> torch.Tensor:
+    if size < 1 or size & (size - 1):
+        raise ValueError(f"a Hadamard block must be a power of two, got {size}")
+    matrix = torch.ones(1, 1)
+    while matrix.shape[0] < size:
+        matrix = torch.cat([torch.cat([matrix, matrix], 1), torch.cat([matrix, -matrix], 1)])
+    return matrix
+
+
+def rotate(x: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Each row of ``x`` times blockdiag(block, ..., block): one matmul over 128-wide slices."""
+    size = block.shape[0]
+    return (x.reshape(-1, size) @ block).view(x.shape)
+
+
+def rotate_weight(weight: torch.Tensor) -> torch.Tensor:
+    """(N, K) weight ``W`` -> ``W B / b`` in float32, so that ``(x B)(W B / b)^T = x W^T``."""
+    size = rotation_block(weight.shape[1])
+    return rotate(weight.float(), _hadamard(size)) / size
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,14 +125,24 @@ def _onednn_linear(
 
 
 class Int8ComputeLinear(nn.Module):
-    """Bias-free linear layer computing in int8: ``x @ W.T`` with both sides quantised."""
+    """Bias-free linear layer computing in int8: ``x @ W.T`` with both sides quantised, in the
+    rotated basis of the module docstring.
+
+    ``weight``: int8 per-row codes of the rotated weight (:func:`rotate_weight`, as a saved
+    int8-dynamic folder holds them), or with ``rotated=False`` of the weight itself (an ``int8``
+    folder), which is then dequantised, rotated and quantised again."""
 
     bits = 8
 
-    def __init__(self, weight: QuantizedWeight) -> None:
+    def __init__(self, weight: QuantizedWeight, rotated: bool = True) -> None:
         super().__init__()
         if weight.bits != 8:
             raise ValueError(f"int8 compute needs 8-bit weights, got {weight.bits}-bit")
+        if not rotated:
+            weight = quantize(rotate_weight(weight.dequantize()), 8)
+        # +-1 entries are exact in either activation dtype: one copy each, no cast per call
+        self.register_buffer("rotation", hadamard(rotation_block(weight.shape[1])), persistent=False)
+        self.register_buffer("rotation_bf16", self.rotation.to(torch.bfloat16), persistent=False)
         self.register_buffer("scales", weight.scales.float().contiguous(), persistent=False)  # (N,)
         zero_points = torch.zeros(weight.shape[0], dtype=torch.int32)  # symmetric: all zero
         self.register_buffer("zero_points", zero_points, persistent=False)
@@ -106,8 +164,14 @@ class Int8ComputeLinear(nn.Module):
                 self.weight_t, self.onednn = self.weight_t.to_dense().contiguous(), False
         return super()._apply(fn, recurse)
 
+    @classmethod
+    def from_float(cls, weight: torch.Tensor) -> Int8ComputeLinear:
+        """From a float (N, K) weight: rotated, then quantised per row (one rounding)."""
+        return cls(quantize(rotate_weight(weight), 8))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
+        block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
+        rows = rotate(x.reshape(-1, x.shape[-1]), block)
         codes, row_scales = quantize_activations(rows)
         if self.onednn:
             out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)

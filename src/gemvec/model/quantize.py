@@ -29,8 +29,9 @@ from torch import nn
 
 INT4_GROUP = 16
 # Per precision, a tag that changes with its numbers, so that caches of vectors made from a
-# float checkpoint (gemvec.eval) do not serve an earlier scheme's: "-2" is issue 19's int4.
-SCHEME_TAGS = {"int4": "-2"}
+# float checkpoint (gemvec.eval) do not serve an earlier scheme's: "-2" is issue 19's int4 and
+# its rotated int8-dynamic.
+SCHEME_TAGS = {"int4": "-2", "int8-dynamic": "-2"}
 
 # The encoder's linear layers, as fused: q|k|v, o, gate|up, down.
 PROJECTIONS = ("qkv", "o", "gate_up", "down")

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
-from gemvec.model.int8_compute import Int8ComputeLinear
+from gemvec.model.int8_compute import ROTATION_BLOCK, Int8ComputeLinear
 from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
 
 QUANTIZED_LINEARS = (QuantizedLinear, Int8ComputeLinear)
@@ -80,11 +80,14 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
 
 
 QUANT_FORMAT = 2
+ROTATED_FORMAT = 3  # the projections' weights are stored rotated (int8-dynamic); older gemvec refuses
 
 
 def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
     """What ``gemvec_quant.json`` records: the precision and, per projection kind, the bits of
-    each layer as stored (format 2; format 1 had no plan: int4 meant attention 8-bit, MLP 4-bit)."""
+    each layer as stored (format 2; format 1 had no plan: int4 meant attention 8-bit, MLP 4-bit).
+    Format 3 adds ``rotation``: int8-dynamic's weights are stored as ``W B / 128`` for
+    block-diagonal 128x128 Hadamard ``B`` (:mod:`gemvec.model.int8_compute`)."""
     table = encoder.embed_tokens
     plan: dict[str, int | list[int]] = {
         "embed_tokens": table.bits if isinstance(table, QuantizedEmbedding) else 32
@@ -94,6 +97,12 @@ def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
     manifest: dict = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": QUANT_FORMAT}
     if bits == 4:
         manifest["group_size"] = INT4_GROUP
+    if any(
+        isinstance(attribute(layer), Int8ComputeLinear)
+        for attribute in PROJECTION_MODULES.values()
+        for layer in encoder.layers
+    ):
+        manifest |= {"format": ROTATED_FORMAT, "rotation": {"kind": "hadamard", "block": ROTATION_BLOCK}}
     return manifest | {"plan": plan}
 
 
