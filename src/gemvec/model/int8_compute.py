@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 
 import torch
 from torch import nn
@@ -88,7 +89,9 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @functools.cache
 def fused_quantize_rows():
-    """:func:`quantize_rows` compiled into one loop, or None where torch.compile cannot build it."""
+    """:func:`quantize_rows` compiled into one loop, or None where torch.compile cannot build it.
+
+    Blocks for the compile (5-15 s); :func:`quantize_activations` asks for it off the hot path."""
     try:
         compiled = torch.compile(quantize_rows, dynamic=True, fullgraph=True)
         probe = torch.randn(3, 16)
@@ -98,8 +101,45 @@ def fused_quantize_rows():
         return None
 
 
+class _BackgroundBuild:
+    """:func:`fused_quantize_rows`, built on a daemon thread the first time a batch could use it.
+
+    Until it is ready, rows are quantised with plain ops (the same codes, bit for bit: the
+    compiled loop computes exactly what the plain ops do), so the first large batch of a
+    process does not stall for the compile and a one-query process never pays for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.function = None
+
+    def get(self):
+        """The compiled quantiser if it is built, else None (starting the build)."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._build, name="gemvec-int8-compile", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        return self.function
+
+    def wait(self) -> bool:
+        """Start the build if needed and wait for it; whether the compiled quantiser is in use."""
+        self.get()
+        assert self._thread is not None
+        self._thread.join()
+        return self.function is not None
+
+    def _build(self) -> None:
+        self.function = fused_quantize_rows()
+
+
+_FUSED = _BackgroundBuild()
+build_fused_quantiser = _FUSED.wait  # for benchmarks of the steady state, and long-lived servers
+
+
 def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    fused = fused_quantize_rows() if x.numel() >= FUSED_MIN_VALUES and x.device.type == "cpu" else None
+    fused = _FUSED.get() if x.numel() >= FUSED_MIN_VALUES and x.device.type == "cpu" else None
     return (fused or quantize_rows)(x)
 
 
