@@ -31,15 +31,16 @@ class MatmulDtypes(TorchDispatchMode):
         self.dtypes: set[torch.dtype] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket in (torch.ops.aten.linear, torch.ops.aten.mm, torch.ops.aten.matmul):
+        products = (torch.ops.aten.linear, torch.ops.aten.mm, torch.ops.aten.matmul)
+        if func.overloadpacket in products or func.overloadpacket == torch.ops.mkldnn._linear_pointwise:
             self.dtypes.update((args[0].dtype, args[1].dtype))
         return func(*args, **(kwargs or {}))
 
 
-def encode_with(
-    embedder: Embedder, native: bool, monkeypatch: pytest.MonkeyPatch
-) -> tuple[np.ndarray, set[torch.dtype]]:
+def encode_with(folder, native: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, set[torch.dtype]]:
+    """bfloat16 vectors of TEXTS from a model loaded and run as on a CPU with or without native bf16."""
     monkeypatch.setattr(gemma3, "cpu_has_native_bf16", lambda: native)
+    embedder = Embedder.load(folder, precision="bfloat16")
     with MatmulDtypes() as seen:
         vectors = embedder.encode_query(TEXTS)
     return vectors, seen.dtypes
@@ -60,9 +61,28 @@ def test_rounds_like_the_native_kernel() -> None:
 
 
 def test_cpu_without_native_bf16_multiplies_in_float32(tiny_model_dir, monkeypatch) -> None:
-    bf16 = Embedder.load(tiny_model_dir, precision="bfloat16")
-    upcast, upcast_dtypes = encode_with(bf16, native=False, monkeypatch=monkeypatch)
-    native, native_dtypes = encode_with(bf16, native=True, monkeypatch=monkeypatch)
+    upcast, upcast_dtypes = encode_with(tiny_model_dir, native=False, monkeypatch=monkeypatch)
+    native, native_dtypes = encode_with(tiny_model_dir, native=True, monkeypatch=monkeypatch)
     assert upcast_dtypes == {torch.float32}
     assert torch.bfloat16 in native_dtypes
     assert ((upcast * native).sum(axis=1)).min() > 0.9999
+
+
+def test_packed_weight_gives_the_plain_kernels_numbers() -> None:
+    """On native-bf16 CPUs a bf16 Linear keeps oneDNN's packed weight: the same numbers as
+    F.linear for any row count, the plain weight recoverable, plain again when converted."""
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(80, 96, generator=generator).bfloat16()
+    layer = gemma3.Linear(weight)
+    if not layer.packed:
+        assert gemma3.pack_bfloat16_weight(weight) is None
+        pytest.skip("no native bf16 (or no oneDNN) here: bf16 weights stay plain")
+    for rows in (1, 7, 64, 300):
+        x = torch.randn(rows, 96, generator=generator).bfloat16()
+        assert torch.equal(layer(x), F.linear(x, weight))
+    x = torch.randn(2, 5, 96, generator=generator).bfloat16()
+    assert torch.equal(layer(x), F.linear(x, weight))  # any leading shape
+    assert torch.equal(layer.to("cpu").weight, weight) and layer.packed
+    assert gemma3.Linear(weight.float()).packed is False  # float32 keeps PyTorch's own kernel
+    layer.float()
+    assert not layer.packed and torch.equal(layer.weight, weight.float())

@@ -151,7 +151,7 @@ def test_format_1_int4_folders_still_load(
     reloaded = Embedder.load(folder)
     assert reloaded.precision is Precision.INT4 and reloaded.encoder.layers[0].mlp.down_proj.bits == 4
     np.testing.assert_array_equal(reloaded.encode(TEXTS), quantised.encode(TEXTS))
-    (folder / "gemvec_quant.json").write_text(json.dumps(old | {"format": 3}))
+    (folder / "gemvec_quant.json").write_text(json.dumps(old | {"format": 4}))  # 3 is int8-dynamic's
     with pytest.raises(CheckpointError, match="newer gemvec"):
         Embedder.load(folder)
 
@@ -180,6 +180,9 @@ def test_default_precision_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_precision({"avx2", "fma"}) is Precision.FLOAT32
     assert default_precision({"avx2", "avx512_bf16"}) is Precision.BFLOAT16
     assert default_precision({"amx_bf16", "amx_tile"}) is Precision.BFLOAT16
+    # int8 matmul units do not make int8-dynamic the default (slower for one query: issue 19)
+    assert default_precision({"avx2", "avx512_vnni"}) is Precision.FLOAT32
+    assert default_precision({"avx512_bf16", "avx512_vnni", "amx_int8", "amx_bf16"}) is Precision.BFLOAT16
     monkeypatch.setenv("GEMVEC_PRECISION", "int8")
     assert default_precision({"amx_bf16"}) is Precision.INT8
     monkeypatch.setenv("GEMVEC_PRECISION", "float16")
