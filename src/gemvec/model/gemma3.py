@@ -53,8 +53,8 @@ class Linear(nn.Module):
 
     A bfloat16 weight on a CPU with native bf16 is kept in oneDNN's blocked layout, packed once
     (as inductor's freezing does): ``F.linear`` re-lays the plain weight out on every call,
-    which a one-query call pays 96 times. Same kernel, bit-identical outputs; one query 1.65x
-    faster and a 32-text batch 1.19x on an AMX CPU (BENCHMARKS.md, issue 19)."""
+    which a one-query call pays 96 times. Same kernel, bit-identical outputs; one query
+    1.2-1.3x faster on an AMX CPU (interleaved A/B, BENCHMARKS.md, issue 19)."""
 
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
