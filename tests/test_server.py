@@ -309,7 +309,10 @@ def test_bounded_load_zero_errors_and_batching(tiny_embedder):
     texts = [f"request {i} about the quick brown fox" for i in range(clients * per_client)]
 
     async def run(url: str) -> list[tuple[int, int, list[float] | None]]:
-        limits = httpx.Limits(max_connections=clients)
+        # idle connections expire on the client before the server's 5 s keep-alive closes them:
+        # with equal timeouts (httpx's default is also 5 s) a request can go out on a connection
+        # the server is closing, a ReadError that CI hit once under load
+        limits = httpx.Limits(max_connections=clients, keepalive_expiry=2.0)
         async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
 
             async def one_client(c: int) -> list[tuple[int, int, list[float] | None]]:
