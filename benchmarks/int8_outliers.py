@@ -34,6 +34,7 @@ from gemvec import Embedder
 from gemvec.model.gemma3 import Linear
 from gemvec.model.int8_compute import Int8ComputeLinear, hadamard, rotate
 from gemvec.model.quantize import quantize
+from gemvec.model.save import PROJECTION_MODULES
 
 ALL = "qkv/o/gate_up/down"
 SCHEMES = [
@@ -52,18 +53,10 @@ SCHEMES = [
     f"had64:{ALL}",
     f"had128:{ALL}",
 ]
-PROJECTIONS = ("qkv", "o", "gate_up", "down")
 
 
 def projections(embedder: Embedder, layer: int) -> dict[str, nn.Module]:
-    block = embedder.encoder.layers[layer]
-    attention, mlp = block.self_attn, block.mlp
-    return {
-        "qkv": attention.qkv_proj,
-        "o": attention.o_proj,
-        "gate_up": mlp.gate_up_proj,
-        "down": mlp.down_proj,
-    }
+    return {name: attribute(embedder.encoder.layers[layer]) for name, attribute in PROJECTION_MODULES.items()}
 
 
 class RotatedLinear(nn.Module):

@@ -15,8 +15,7 @@ import torch
 
 from gemvec.errors import CheckpointError, ModelNotFoundError
 from gemvec.model.config import Gemma3TextConfig
-from gemvec.model.int8_compute import ROTATION_BLOCK
-from gemvec.model.quantize import QuantizedWeight
+from gemvec.model.quantize import ROTATION, QuantizedWeight
 from gemvec.model.safetensors_mmap import SafetensorsFile
 
 DEFAULT_MODEL = "google/embeddinggemma-300m"
@@ -255,7 +254,7 @@ def check_quant_plan(
             "upgrade gemvec to load it."
         )
     rotation = manifest.get("rotation")
-    if rotation is not None and rotation != {"kind": "hadamard", "block": ROTATION_BLOCK}:
+    if rotation is not None and rotation != ROTATION:
         raise CheckpointError(
             f"{folder}/{QUANT_MANIFEST} lists a rotation this gemvec does not know ({rotation}); "
             "upgrade gemvec, or quantise the float checkpoint again."

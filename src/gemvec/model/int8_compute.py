@@ -19,11 +19,11 @@ down projection one channel can hold nearly all of a token's energy), so per-tok
 the rest of the row a few bits. Each layer therefore multiplies in a rotated basis, as QuaRot
 does: ``x W^T = (x B)(W B)^T`` for an orthogonal ``B``, here block-diagonal 128x128 Hadamard
 matrices. The weights are rotated once at load; each activation row is rotated before it is
-quantised, which spreads an outlier over its block of 128 channels. On the calibration texts
-of ``benchmarks/int4_plan.py`` this lifts the mean cosine to float32 from 0.9980 to 0.9994,
-weight-only int8's 0.9994 (worst 0.9950 -> 0.9982), for one small matmul per projection.
-A SmoothQuant-style scale migration helped less (0.9983) and hurt the down projection, whose
-outliers belong to tokens, not channels (``BENCHMARKS.md``, int8 compute).
+quantised, which spreads an outlier over its block of 128 channels. On 64 calibration texts
+(``benchmarks/int8_outliers.py``) this lifts the mean cosine to float32 from 0.9979 to 0.9994,
+weight-only int8's (worst 0.9964 -> 0.9986), for one small matmul per projection. A
+SmoothQuant-style scale migration helped less (0.9985) and hurt the down projection, whose
+outliers belong to tokens, not channels (``BENCHMARKS.md``, "int8-dynamic (issue 19)").
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ import threading
 import torch
 from torch import nn
 
-from gemvec.model.quantize import QuantizedWeight, quantize
+from gemvec.model.quantize import ROTATION_BLOCK, QuantizedWeight, quantize  # 128 divides 768 and 1152
 
 log = logging.getLogger(__name__)
 INT8_MAX = 127
 FUSED_MIN_VALUES = 1 << 16  # below this many activation values, plain ops beat a compiled call
-ROTATION_BLOCK = 128  # Hadamard block: a power of two dividing every input width (768, 1152)
 
 
 def rotation_block(width: int) -> int:

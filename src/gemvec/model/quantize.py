@@ -28,6 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 INT4_GROUP = 16
+# int8-dynamic multiplies in a basis rotated by block-diagonal Hadamard matrices of this size
+# (gemvec.model.int8_compute); a saved folder records it as ROTATION (manifest format 3).
+ROTATION_BLOCK = 128
+ROTATION = {"kind": "hadamard", "block": ROTATION_BLOCK}
 # Per precision, a tag that changes with its numbers, so that caches of vectors made from a
 # float checkpoint (gemvec.eval) do not serve an earlier scheme's: "-2" is issue 19's int4 and
 # its rotated int8-dynamic.

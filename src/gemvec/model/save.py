@@ -20,8 +20,8 @@ from safetensors.torch import save_file
 from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
-from gemvec.model.int8_compute import ROTATION_BLOCK, Int8ComputeLinear
-from gemvec.model.quantize import INT4_GROUP, QuantizedEmbedding, QuantizedLinear
+from gemvec.model.int8_compute import Int8ComputeLinear
+from gemvec.model.quantize import INT4_GROUP, ROTATION, QuantizedEmbedding, QuantizedLinear
 
 QUANTIZED_LINEARS = (QuantizedLinear, Int8ComputeLinear)
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
@@ -102,7 +102,7 @@ def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
         for attribute in PROJECTION_MODULES.values()
         for layer in encoder.layers
     ):
-        manifest |= {"format": ROTATED_FORMAT, "rotation": {"kind": "hadamard", "block": ROTATION_BLOCK}}
+        manifest |= {"format": ROTATED_FORMAT, "rotation": ROTATION}
     return manifest | {"plan": plan}
 
 
