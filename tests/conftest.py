@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gemvec import Embedder
+from gemvec.model.fused import FusedOp
 from gemvec.precision import PRECISION_ENV
 from gemvec.testing import make_tiny_checkpoint
 
@@ -25,6 +26,17 @@ def float32_unless_a_test_says_otherwise() -> Iterator[None]:
     of the default rule clear the variable and pass CPU flags themselves."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(PRECISION_ENV, "float32")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_ops_unless_a_test_says_otherwise() -> Iterator[None]:
+    """No background compiles (gemvec.model.fused) in the suite, CLI subprocesses included:
+    they would take a core from the tests for a minute, and whether a batch ran fused would
+    depend on timing. tests/test_fused.py switches them on and checks they match."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEMVEC_COMPILE", "0")
+        patch.setattr(FusedOp, "enabled", False)
         yield
 
 

@@ -27,6 +27,7 @@ from gemvec.model.checkpoint import (
     resolve_model_dir,
 )
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.fused import building_at_once, wait_for
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.head import MATRYOSHKA_DIMS, EmbeddingHead, truncate_and_normalize
 from gemvec.precision import Precision, parse_precision, resolve_device
@@ -181,6 +182,16 @@ class Embedder:
         return save_checkpoint(
             self.encoder, self.folder, Path(folder), self.precision.value, self.precision.weight_bits
         )
+
+    def build_fused_loops(self) -> bool:
+        """Build the compiled loops between the matmuls now and wait for them (whether they run).
+
+        Otherwise they are built on a background thread at the first large batch, which runs
+        op by op meanwhile (:mod:`gemvec.model.fused`): call this first to time the steady
+        state, or to have a long-lived process pay the build (seconds to a minute) up front."""
+        with building_at_once() as builds:
+            self.encode_document(["warm up " * 60] * 8, batch_size=8)
+        return wait_for(builds)
 
     # -- encoding -------------------------------------------------------------------------
 

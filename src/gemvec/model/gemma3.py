@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gemvec.model.config import Gemma3TextConfig
+from gemvec.model.fused import FusedOp
 from gemvec.model.int8_compute import Int8ComputeLinear
 from gemvec.model.layout import BatchLayout, TokenLayout
 from gemvec.model.quantize import (
@@ -33,8 +34,98 @@ from gemvec.model.quantize import (
 from gemvec.precision import cpu_has_native_bf16
 
 
+def rms_norm(x: torch.Tensor, scale: torch.Tensor, eps: float) -> torch.Tensor:
+    """Gemma's RMSNorm, ``x · rsqrt(mean(x²) + eps) · scale`` (scale = 1 + weight), computed in
+    float32 whatever x's dtype and rounded to it once, as the reference does.
+
+    ``F.rms_norm`` is a fifth of the ops of the written-out formula, which matters most to one
+    short query (op overhead)."""
+    return F.rms_norm(x.float(), scale.shape, scale, eps).to(x.dtype)
+
+
+def add_and_norm(
+    x: torch.Tensor,
+    update: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    post_scale: torch.Tensor,
+    next_scale: torch.Tensor,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step between sublayers: the residual stream ``x + post_norm(update)``, and the
+    next sublayer's input, ``next_norm`` of it. ``row_scale``: see :func:`project`."""
+    x = x + rms_norm(_scaled(update, row_scale), post_scale, eps)
+    return x, rms_norm(x, next_scale, eps)
+
+
+def gelu_times_up(gate_up: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Tensor:
+    """The MLP's (T, 2F) gate|up rows -> GELU(gate) · up, (T, F)."""
+    gate, up = _scaled(gate_up, row_scale).chunk(2, dim=-1)
+    return F.gelu(gate, approximate="tanh") * up
+
+
+GELU_TWICE_INNER = 2 * math.sqrt(2 / math.pi)
+
+
+def gelu_times_up_by_sigmoid(gate_up: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Tensor:
+    """:func:`gelu_times_up` with GELU's tanh form written as ``0.5 (1 + tanh(u)) = sigmoid(2u)``:
+    the same function, and compiled, an exp-based sigmoid takes 60% of tanh's time. Rounded to
+    the activation dtype where F.gelu rounds (bfloat16: 1 output in 15,000 moves one unit)."""
+    gate, up = _scaled(gate_up, row_scale).chunk(2, dim=-1)
+    z = gate.float()
+    gelu = z * torch.sigmoid(GELU_TWICE_INNER * (z + 0.044715 * z * z * z))
+    return gelu.to(gate.dtype) * up
+
+
+def _scaled(rows: torch.Tensor, row_scale: torch.Tensor | None) -> torch.Tensor:
+    return rows if row_scale is None else rows * row_scale.to(rows.dtype)
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of token rows x (T, N, D) by their cos/sin rows (T, 1, D)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def norm_and_rope(
+    qkv: torch.Tensor,
+    row_scale: torch.Tensor | None,
+    q_scale: torch.Tensor,
+    k_scale: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    eps: float,
+    heads: int,
+    kv_heads: int,
+) -> torch.Tensor:
+    """(T, q|k|v) projections -> the same rows with each q and k head normed and rotated."""
+    rows, head_dim = qkv.shape[0], q_scale.shape[0]
+    qkv = _scaled(qkv, row_scale)
+    q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+    q = rope(rms_norm(q.view(rows, heads, head_dim), q_scale, eps), cos, sin)
+    k = rope(rms_norm(k.view(rows, kv_heads, head_dim), k_scale, eps), cos, sin)
+    return torch.cat((q.flatten(1), k.flatten(1), v), dim=-1)
+
+
+Projected = tuple[torch.Tensor, torch.Tensor | None]  # rows, and per-row scales still to apply
+
+
+def project(linear: nn.Module, x: torch.Tensor) -> Projected:
+    """``linear(x)`` as (rows, None); for an int8-compute layer, its rows before their per-row
+    scales and the (T, 1) scales, which the fused loop consuming the rows applies."""
+    if isinstance(linear, Int8ComputeLinear):
+        return linear.unscaled(x)
+    return linear(x), None
+
+
+# The memory-bound chains between the matmuls, each one compiled loop on large batches.
+ADD_AND_NORM = FusedOp(add_and_norm, dynamic={0: (0,), 1: (0,), 2: (0,)})
+GELU_TIMES_UP = FusedOp(gelu_times_up, dynamic={0: (0,), 1: (0,)}, compiled_form=gelu_times_up_by_sigmoid)
+NORM_AND_ROPE = FusedOp(norm_and_rope, dynamic={0: (0,), 1: (0,), 4: (0,), 5: (0,)})
+
+
 class RMSNorm(nn.Module):
-    """Gemma's RMSNorm: scale by ``1 + weight``, computed in float32 whatever the input dtype."""
+    """Gemma's RMSNorm (:func:`rms_norm`): scale by ``1 + weight``."""
 
     def __init__(self, weight: torch.Tensor, eps: float) -> None:
         super().__init__()
@@ -43,9 +134,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x · rsqrt(mean(x²) + eps) · (1 + weight) in one fused kernel: a fifth of the ops of
-        # the written-out formula, which matters most to one short query (op overhead).
-        return F.rms_norm(x.float(), self.scale.shape, self.scale, self.eps).to(x.dtype)
+        return rms_norm(x, self.scale, self.eps)
 
 
 class Linear(nn.Module):
@@ -132,9 +221,7 @@ class Rotation:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Rotate token rows x (T, N, D)."""
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * self.cos + rotated * self.sin
+        return rope(x, self.cos, self.sin)
 
 
 class Attention(nn.Module):
@@ -150,22 +237,27 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(w["k_norm"], config.rms_norm_eps)
         self.scale = config.query_pre_attn_scalar**-0.5
 
-    def forward(self, x: torch.Tensor, rotate: Rotation, layout: BatchLayout, sliding: bool) -> torch.Tensor:
-        """Token rows (T, H) -> (T, H).
+    def forward(self, x: torch.Tensor, rotate: Rotation, layout: BatchLayout, sliding: bool) -> Projected:
+        """Token rows (T, H) -> (T, H), as :func:`project` gives them.
 
         Projections, q/k norms and RoPE work token by token, so they run on the real rows; only
         the attention itself needs padded grids, one per group of similar-length texts.
         """
-        rows = x.shape[0]
-        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = rotate(self.q_norm(q.view(rows, self.num_heads, self.head_dim)))
-        k = rotate(self.k_norm(k.view(rows, self.num_kv_heads, self.head_dim)))
-        qkv = torch.cat((q.flatten(1), k.flatten(1), v), dim=-1)  # (T, q+k+v)
+        qkv = NORM_AND_ROPE(
+            *project(self.qkv_proj, x),
+            self.q_norm.scale,
+            self.k_norm.scale,
+            rotate.cos,
+            rotate.sin,
+            self.q_norm.eps,
+            self.num_heads,
+            self.num_kv_heads,
+        )  # (T, q+k+v)
         out = [
             self._attend(qkv[g.rows], g.layout, g.sliding_mask if sliding else g.full_mask)
             for g in layout.groups
         ]
-        return self.o_proj(out[0] if len(out) == 1 else torch.cat(out))
+        return project(self.o_proj, out[0] if len(out) == 1 else torch.cat(out))
 
     def _attend(self, qkv: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | None) -> torch.Tensor:
         """One group's (T_g, q+k+v) rows -> attention output rows (T_g, Nq·D), on its padded grid."""
@@ -184,13 +276,12 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, w: dict[str, torch.Tensor], make_linear) -> None:
         super().__init__()
-        self.width = w["gate_proj"].shape[0]
+        self.width = w["gate_proj"].shape[0]  # F: the gate|up rows split here (save.py)
         self.gate_up_proj = make_linear([w["gate_proj"], w["up_proj"]], "gate_up")
         self.down_proj = make_linear([w["down_proj"]], "down")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).split(self.width, dim=-1)  # (B, L, F) each
-        return self.down_proj(F.gelu(gate, approximate="tanh") * up)
+    def forward(self, x: torch.Tensor) -> Projected:
+        return project(self.down_proj, GELU_TIMES_UP(*project(self.gate_up_proj, x)))
 
 
 class DecoderLayer(nn.Module):
@@ -205,10 +296,22 @@ class DecoderLayer(nn.Module):
         self.pre_feedforward_layernorm = RMSNorm(w["pre_feedforward_layernorm"], eps)
         self.post_feedforward_layernorm = RMSNorm(w["post_feedforward_layernorm"], eps)
 
-    def forward(self, x: torch.Tensor, rotate: Rotation, layout: BatchLayout) -> torch.Tensor:
-        attended = self.self_attn(self.input_layernorm(x), rotate, layout, self.is_sliding)
-        x = x + self.post_attention_layernorm(attended)
-        return x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+    def forward(
+        self, x: torch.Tensor, normed: torch.Tensor, rotate: Rotation, layout: BatchLayout, next_norm: RMSNorm
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual stream x (T, H) and its input_layernorm -> the stream after this layer
+        and ``next_norm`` of it (the next layer's input norm, or the final norm): each residual
+        add is fused with the norms on either side of it."""
+        attended = self.self_attn(normed, rotate, layout, self.is_sliding)
+        x, normed = self._add_and_norm(
+            x, attended, self.post_attention_layernorm, self.pre_feedforward_layernorm
+        )
+        return self._add_and_norm(x, self.mlp(normed), self.post_feedforward_layernorm, next_norm)
+
+    @staticmethod
+    def _add_and_norm(x: torch.Tensor, update: Projected, post: RMSNorm, following: RMSNorm):
+        """``update``: a sublayer's (rows, row scales or None), as :func:`project` gives them."""
+        return ADD_AND_NORM(x, *update, post.scale, following.scale, post.eps)
 
 
 def _sub(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -312,6 +415,9 @@ class Gemma3Encoder(nn.Module):
         layout = layout.to(device)
         rotate_full = self.rope_full.at(layout.positions, self.dtype)
         rotate_sliding = self.rope_sliding.at(layout.positions, self.dtype)
-        for layer in self.layers:
-            x = layer(x, rotate_sliding if layer.is_sliding else rotate_full, layout)
-        return layout.tokens.pad(self.norm(x))
+        normed = self.layers[0].input_layernorm(x)
+        following = [layer.input_layernorm for layer in self.layers[1:]] + [self.norm]
+        for layer, next_norm in zip(self.layers, following, strict=True):
+            rotate = rotate_sliding if layer.is_sliding else rotate_full
+            x, normed = layer(x, normed, rotate, layout, next_norm)
+        return layout.tokens.pad(normed)

@@ -29,17 +29,14 @@ outliers belong to tokens, not channels (``BENCHMARKS.md``, "int8-dynamic (issue
 from __future__ import annotations
 
 import functools
-import logging
-import threading
 
 import torch
 from torch import nn
 
+from gemvec.model.fused import FUSED_MIN_ROWS, FusedOp
 from gemvec.model.quantize import ROTATION_BLOCK, QuantizedWeight, quantize  # 128 divides 768 and 1152
 
-log = logging.getLogger(__name__)
 INT8_MAX = 127
-FUSED_MIN_VALUES = 1 << 16  # below this many activation values, plain ops beat a compiled call
 
 
 def rotation_block(width: int) -> int:
@@ -86,60 +83,13 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, scales
 
 
-@functools.cache
-def fused_quantize_rows():
-    """:func:`quantize_rows` compiled into one loop, or None where torch.compile cannot build it.
-
-    Blocks for the compile (5-15 s); :func:`quantize_activations` asks for it off the hot path."""
-    try:
-        compiled = torch.compile(quantize_rows, dynamic=True, fullgraph=True)
-        probe = torch.randn(3, 16)
-        return compiled if torch.equal(compiled(probe)[0], quantize_rows(probe)[0]) else None
-    except Exception as error:  # no C++ compiler, an unsupported platform: same maths, unfused
-        log.info("int8-dynamic: torch.compile unavailable (%s); quantising with plain ops", error)
-        return None
+QUANTIZE_ROWS = FusedOp(quantize_rows, dynamic={0: (0, 1)})  # one loop for every width
 
 
-class _BackgroundBuild:
-    """:func:`fused_quantize_rows`, built on a daemon thread the first time a batch could use it.
-
-    Until it is ready, rows are quantised with plain ops (the same codes, bit for bit: the
-    compiled loop computes exactly what the plain ops do), so the first large batch of a
-    process does not stall for the compile and a one-query process never pays for it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self.function = None
-
-    def get(self):
-        """The compiled quantiser if it is built, else None (starting the build)."""
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    thread = threading.Thread(target=self._build, name="gemvec-int8-compile", daemon=True)
-                    thread.start()
-                    self._thread = thread
-        return self.function
-
-    def wait(self) -> bool:
-        """Start the build if needed and wait for it; whether the compiled quantiser is in use."""
-        self.get()
-        assert self._thread is not None
-        self._thread.join()
-        return self.function is not None
-
-    def _build(self) -> None:
-        self.function = fused_quantize_rows()
-
-
-_FUSED = _BackgroundBuild()
-build_fused_quantiser = _FUSED.wait  # for benchmarks of the steady state, and long-lived servers
-
-
-def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    fused = _FUSED.get() if x.numel() >= FUSED_MIN_VALUES and x.device.type == "cpu" else None
-    return (fused or quantize_rows)(x)
+def build_fused_quantiser() -> bool:
+    """Build the compiled quantiser now and wait for it (benchmarks of the steady state);
+    whether it is in use."""
+    return QUANTIZE_ROWS.build(torch.randn(FUSED_MIN_ROWS, 256, dtype=torch.bfloat16))
 
 
 @functools.cache
@@ -209,15 +159,19 @@ class Int8ComputeLinear(nn.Module):
         return cls(quantize(rotate_weight(weight), 8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, row_scales = self.unscaled(x)
+        return (out * row_scales.to(out.dtype)).view(*x.shape[:-1], -1)
+
+    def unscaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, K) rows -> the (T, N) output before each row's activation scale, and the (T, 1)
+        scales: ``forward`` is their product, which a fused loop downstream can take in its pass."""
         block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
-        rows = rotate(x.reshape(-1, x.shape[-1]), block)
-        codes, row_scales = quantize_activations(rows)
+        codes, row_scales = QUANTIZE_ROWS(rotate(x.reshape(-1, x.shape[-1]), block))
         if self.onednn:
             out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)
-            out = out * row_scales.to(x.dtype)
         else:
-            out = (_int_mm(codes, self.weight_t).float() * row_scales * self.scales).to(x.dtype)
-        return out.view(*x.shape[:-1], -1)
+            out = (_int_mm(codes, self.weight_t).float() * self.scales).to(x.dtype)
+        return out, row_scales
 
 
 def _int_mm(codes: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
