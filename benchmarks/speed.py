@@ -102,10 +102,8 @@ def run_contender(
             return embedder.encode_document(batch, batch_size=batch_size)
 
     load_seconds = time.perf_counter() - started
-    if library == "gemvec" and embedder.precision.int8_compute:
-        from gemvec.model.int8_compute import build_fused_quantiser
-
-        detail["compiled_quantiser"] = build_fused_quantiser()  # steady state: timed with it built
+    if library == "gemvec":
+        detail["fused_loops"] = embedder.build_fused_loops()  # steady state: timed with them built
     result: dict = {"name": name, "load_s": load_seconds, **detail, "versions": versions(), "seconds": {}}
     encode("short", texts["short"][:2], 2)  # warm-up
     latencies = []
