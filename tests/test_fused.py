@@ -72,6 +72,18 @@ def test_each_compiled_loop_matches_its_plain_ops(op: FusedOp, dtype: torch.dtyp
             assert (a != b).float().mean() < share, (op.name, (a != b).float().mean())
 
 
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad", "enable_grad"])
+def test_a_call_in_the_mode_it_was_built_in_does_not_recompile(mode: str) -> None:
+    """The build runs on its own thread, whose autograd mode is the default: it must compile for
+    the caller's mode, or the caller's first compiled call recompiles (a stall of seconds)."""
+    op = FusedOp(lambda x, y: (x * 3 + y).relu(), dynamic={0: (0,), 1: (0,)})
+    x, y = torch.randn(300, 300), torch.randn(300, 300)
+    with getattr(torch, mode)():
+        assert op.build(x, y)
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            assert torch.equal(op(x[:100], y[:100]), (x[:100] * 3 + y[:100]).relu())
+
+
 def test_compiled_quantiser_gives_the_plain_ops_codes() -> None:
     generator = torch.Generator().manual_seed(3)
     for dtype in (torch.bfloat16, torch.float32):
@@ -126,7 +138,8 @@ def test_real_model_vectors_do_not_depend_on_fusion(real_model_dir, shared_data,
     plain = embedder.encode_document(texts, batch_size=16)
     FusedOp.enabled = True
     assert embedder.build_fused_loops()
-    compiled = embedder.encode_document(texts, batch_size=16)
+    with torch._dynamo.config.patch(error_on_recompile=True):  # built for exactly these calls
+        compiled = embedder.encode_document(texts, batch_size=16)
     worst_plain = float(np.min(np.sum(plain * reference, axis=1)))
     worst_compiled = float(np.min(np.sum(compiled * reference, axis=1)))
     if precision == "float32":

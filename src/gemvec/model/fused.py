@@ -103,8 +103,10 @@ class FusedOp:
         return self._start(args).wait()
 
     def _signature(self, args: tuple) -> tuple:
-        """What a compiled variant is specialised on: all but the dynamic dimensions."""
-        signature = []
+        """What a compiled variant is specialised on: all but the dynamic dimensions, and the
+        calling thread's autograd mode (a compiled graph is only valid in the mode it was
+        built in; a build thread starts in the default mode, not the caller's)."""
+        signature: list = [(torch.is_grad_enabled(), torch.is_inference_mode_enabled())]
         for index, arg in enumerate(args):
             if isinstance(arg, torch.Tensor):
                 dynamic = self.dynamic.get(index, ())
@@ -119,15 +121,21 @@ class FusedOp:
         with self._lock:
             build = self._builds.get(signature)
             if build is None:
-                examples = tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
+                examples = tuple(_example(a) if i in self.dynamic else a for i, a in enumerate(args))
                 build = self._builds[signature] = _Build()
                 name = f"gemvec-compile-{self.name}"
-                build.thread = threading.Thread(target=self._compile, args=(build, examples), name=name)
+                mode = signature[0]
+                build.thread = threading.Thread(target=self._compile, args=(build, examples, mode), name=name)
                 build.thread.daemon = True
                 build.thread.start()
         return build
 
-    def _compile(self, build: _Build, examples: tuple) -> None:
+    def _compile(self, build: _Build, examples: tuple, mode: tuple[bool, bool]) -> None:
+        grad, inference = mode
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            self._compile_in_mode(build, examples)
+
+    def _compile_in_mode(self, build: _Build, examples: tuple) -> None:
         try:
             # emulate_precision_casts: round to bfloat16 wherever the plain ops (and the
             # reference) round, rather than keep float32 between fused steps
@@ -161,6 +169,15 @@ def building_at_once() -> Iterator[set[_Build]]:
         yield builds
     finally:
         FusedOp.calls_before_build, FusedOp.warming = before, None
+
+
+def _example(arg):
+    """A copy of a tensor argument for the build to mark dynamic (marks stay on a tensor), of
+    the same kind: an inference tensor or not (the compiled graph's guards tell them apart)."""
+    if not isinstance(arg, torch.Tensor):
+        return arg
+    with torch.inference_mode(arg.is_inference()):
+        return arg.clone()
 
 
 def _same(compiled, plain) -> bool:
