@@ -1,0 +1,90 @@
+"""Batch throughput against sentence-transformers, interleaved in one process.
+
+speed.py runs each contender in its own process, one after another; on a shared machine the
+load changes between them, and its ratio of gemvec bfloat16 to ST bfloat16 on medium texts at
+batch 32 moved between 1.7 and 2.2 over four runs of the same code. Here every contender embeds
+the same texts (speed.py's workloads, document prompt) in turn, round after round, in one
+process with one thread count: a burst of load hits all of them. Best round of each, tokens
+per second (speed.py's count: the texts' tokens) and the ratios to ST float32 and bfloat16.
+``gemvec-<precision>-plain`` is gemvec with its compiled loops switched off.
+
+    python benchmarks/throughput_interleaved.py --model $EMBEDDINGGEMMA_DIR --threads 1 \\
+        --json benchmarks/results/throughput_interleaved_1thread.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+from speed import workloads
+
+from gemvec import Embedder
+from gemvec.model.fused import FusedOp
+from gemvec.precision import cpu_flags
+
+CONTENDERS = "st-float32,st-bfloat16,gemvec-bfloat16-plain,gemvec-bfloat16,gemvec-int8-dynamic"
+
+
+def encoder(name: str, model: str) -> Callable[[list[str], int], object]:
+    library, precision = name.split("-", 1)
+    if library == "st":
+        from sentence_transformers import SentenceTransformer
+
+        dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+        st = SentenceTransformer(model, device="cpu", model_kwargs={"torch_dtype": dtype})
+        return lambda texts, batch_size: st.encode_document(texts, batch_size=batch_size)
+    fused = not precision.endswith("-plain")
+    embedder = Embedder.load(model, precision.removesuffix("-plain"))
+    if fused:
+        assert embedder.build_fused_loops(), "the compiled loops did not build"
+
+    def encode(texts: list[str], batch_size: int) -> object:
+        FusedOp.enabled = fused
+        return embedder.encode_document(texts, batch_size=batch_size)
+
+    return encode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--contenders", default=CONTENDERS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workload", choices=["short", "medium", "long"], default="medium")
+    parser.add_argument("--texts", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))))
+    print("cpu flags:", flags)
+    texts = workloads({"short": 0, "medium": 0, "long": 0} | {args.workload: args.texts})[args.workload]
+    encoders = {name: encoder(name, args.model) for name in args.contenders.split(",")}
+    tokens = sum(Embedder.load(args.model).count_tokens(texts))
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, encode in encoders.items():
+            start = time.perf_counter()
+            encode(texts, args.batch_size)
+            best[name] = max(best.get(name, 0.0), tokens / (time.perf_counter() - start))
+    print(f"{args.workload} texts, batch {args.batch_size}, {args.threads} thread(s), best of {args.rounds}")
+    print(f"{'contender':<24} {'tok/s':>7} {'x st-fp32':>9} {'x st-bf16':>9}")
+    for name, rate in best.items():
+        fp32, bf16 = (rate / best[n] if n in best else float("nan") for n in ("st-float32", "st-bfloat16"))
+        print(f"{name:<24} {rate:>7.0f} {fp32:>9.2f} {bf16:>9.2f}")
+    if args.json_path:
+        record = {"cpu_flags": flags, "threads": args.threads, "workload": args.workload, "texts": args.texts}
+        record |= {"tokens": tokens, "batch_size": args.batch_size, "rounds": args.rounds, "tok_s": best}
+        with open(args.json_path, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
