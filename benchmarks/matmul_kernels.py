@@ -3,12 +3,13 @@
 All 96 linear weights of the 24-layer encoder (fused q/k/v 1280×768, o 768×768, fused
 gate/up 2304×768, down 768×1152), each a distinct tensor so they stream from memory as in a
 real forward pass, at M = 16 tokens (one query), 512 and 2,048 (a batch). Kernels: float32,
-bfloat16 (PyTorch's kernel, and computed in float32 from the bf16 values: what gemvec's
-bfloat16 does on CPUs without native bf16), int8 weights dequantised per call (what gemvec's
-int8 does), ``_weight_int8pack_mm`` (int8 weight-only), fbgemm dynamic int8 (int8
-activations too, one scale per tensor), oneDNN's int8 linear on int8 activations (the matmul
-of gemvec's int8-dynamic: "onednn int8") and gemvec's whole int8-dynamic layer (rotation,
-per-token quantisation, matmul, row scales: "int8-dynamic layer").
+bfloat16 (PyTorch's kernel; gemvec's packed-weight layer, "bfloat16 packed"; and computed in
+float32 from the bf16 values: what gemvec's bfloat16 does on CPUs without native bf16), int8
+weights dequantised per call (what gemvec's int8 does), ``_weight_int8pack_mm`` (int8
+weight-only), fbgemm dynamic int8 (int8 activations too, one scale per tensor), oneDNN's int8
+linear on int8 activations (the matmul of gemvec's int8-dynamic: "onednn int8") and gemvec's
+whole int8-dynamic layer (rotation, per-token quantisation, matmul, row scales: "int8-dynamic
+layer").
 Milliseconds per pass over all 96 weights, the speed-up over float32, and with ``--json`` each
 kernel's rate in GFLOP/s (2 M N K per matmul), the peaks ``speed.py --peaks`` divides by.
 
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 import torch
 
-from gemvec.model.gemma3 import bfloat16_linear_in_float32
+from gemvec.model.gemma3 import Linear, bfloat16_linear_in_float32
 from gemvec.model.int8_compute import (
     Int8ComputeLinear,
     _onednn_linear,
@@ -47,6 +48,15 @@ def per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def kernels(weights: list[torch.Tensor]) -> dict[str, Callable[[torch.Tensor, int], torch.Tensor]]:
     """name -> f(x, index of the weight)"""
     bf16 = [w.bfloat16() for w in weights]
+    bf16_packed = [Linear(w) for w in bf16]  # oneDNN's blocked layout where the CPU has native bf16
+    bf16_inputs: dict[tuple, torch.Tensor] = {}
+
+    def as_bf16(x: torch.Tensor) -> torch.Tensor:
+        """x in bfloat16, converted once (in the model the activations are bf16 already)."""
+        key = (x.data_ptr(), tuple(x.shape))
+        if key not in bf16_inputs:
+            bf16_inputs[key] = x.bfloat16()
+        return bf16_inputs[key]
     int8 = [per_channel_int8(w) for w in weights]
     packed = []
     with warnings.catch_warnings():
@@ -74,6 +84,7 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, Callable[[torch.Tensor, in
     return {
         "float32": lambda x, i: linear(x, weights[i]),
         "bfloat16": lambda x, i: linear(x.bfloat16(), bf16[i]),
+        "bfloat16 packed": lambda x, i: bf16_packed[i](as_bf16(x)),  # gemvec's bf16 layer (Linear)
         "bfloat16 in float32": lambda x, i: bfloat16_linear_in_float32(x.bfloat16(), bf16[i]),
         "int8 dequantised": lambda x, i: linear(x, int8[i][0].float() * int8[i][1][:, None]),
         "int8pack_mm": lambda x, i: torch._weight_int8pack_mm(x, int8[i][0], int8[i][1]),
