@@ -6,10 +6,14 @@ batch 32 moved between 1.7 and 2.2 over four runs of the same code. Here every c
 the same texts (speed.py's workloads, document prompt) in turn, round after round, in one
 process with one thread count: a burst of load hits all of them. Best round of each, tokens
 per second (speed.py's count: the texts' tokens) and the ratios to ST float32 and bfloat16.
-``gemvec-<precision>-plain`` is gemvec with its compiled loops switched off.
+``gemvec-<precision>-plain`` is gemvec with its compiled loops (gemvec.model.fused) switched
+off; where it ran, ``x plain`` is the compiled loops' gain. Batch size 1 is a stream of single
+queries.
 
     python benchmarks/throughput_interleaved.py --model $EMBEDDINGGEMMA_DIR --threads 1 \\
         --json benchmarks/results/throughput_interleaved_1thread.json
+    python benchmarks/throughput_interleaved.py --model $EMBEDDINGGEMMA_DIR --workload short --batch-size 1 \\
+        --contenders gemvec-bfloat16,gemvec-bfloat16-plain
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from speed import workloads
@@ -25,6 +30,7 @@ from speed import workloads
 from gemvec import Embedder
 from gemvec.model.fused import FusedOp
 from gemvec.precision import cpu_flags
+from gemvec.tokenizer import TextTokenizer
 
 CONTENDERS = "st-float32,st-bfloat16,gemvec-bfloat16-plain,gemvec-bfloat16,gemvec-int8-dynamic"
 
@@ -67,7 +73,7 @@ def main() -> None:
     print("cpu flags:", flags)
     texts = workloads({"short": 0, "medium": 0, "long": 0} | {args.workload: args.texts})[args.workload]
     encoders = {name: encoder(name, args.model) for name in args.contenders.split(",")}
-    tokens = sum(Embedder.load(args.model).count_tokens(texts))
+    tokens = sum(TextTokenizer.from_folder(Path(args.model)).count(texts))
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, encode in encoders.items():
@@ -75,10 +81,11 @@ def main() -> None:
             encode(texts, args.batch_size)
             best[name] = max(best.get(name, 0.0), tokens / (time.perf_counter() - start))
     print(f"{args.workload} texts, batch {args.batch_size}, {args.threads} thread(s), best of {args.rounds}")
-    print(f"{'contender':<24} {'tok/s':>7} {'x st-fp32':>9} {'x st-bf16':>9}")
+    print(f"{'contender':<24} {'tok/s':>7} {'x st-fp32':>9} {'x st-bf16':>9} {'x plain':>7}")
     for name, rate in best.items():
-        fp32, bf16 = (rate / best[n] if n in best else float("nan") for n in ("st-float32", "st-bfloat16"))
-        print(f"{name:<24} {rate:>7.0f} {fp32:>9.2f} {bf16:>9.2f}")
+        peers = ("st-float32", "st-bfloat16", f"{name}-plain")
+        fp32, bf16, plain = (rate / best[peer] if peer in best else float("nan") for peer in peers)
+        print(f"{name:<24} {rate:>7.0f} {fp32:>9.2f} {bf16:>9.2f} {plain:>7.2f}")
     if args.json_path:
         record = {"cpu_flags": flags, "threads": args.threads, "workload": args.workload, "texts": args.texts}
         record |= {"tokens": tokens, "batch_size": args.batch_size, "rounds": args.rounds, "tok_s": best}

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # Token rows below which a call runs the plain ops. Each compiled loop alone beats them from
 # about 8 rows (45 us against 59 us per add-and-norm at 16 rows, bfloat16, one AMX core), but
 # inside the model the matmul after it slowed by more: a one-sentence query (18 rows) ran 7-12%
-# slower fused, a medium text (93 rows) 13% faster (benchmarks/fused_ops.py, BENCHMARKS.md).
+# slower fused, a medium text (93 rows) 13% faster (BENCHMARKS.md, issue 19 continued).
 FUSED_MIN_ROWS = 48
 # A build takes a core for 5-20 s; a job starts one only after this many calls of the op that
 # were large enough for it (about eight forward passes: a short job never pays for a build).
