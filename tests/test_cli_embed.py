@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,12 @@ def test_version_and_help() -> None:
     assert run_cli("--version").stdout.startswith("gemvec ")
     help_text = run_cli("--help").stdout
     assert "embed" in help_text
+    # Rich renders the help: an extra's name in brackets must survive as text, not vanish as markup
+    embed_help = subprocess.run(
+        [sys.executable, "-m", "gemvec", "embed", "--help"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
+    ).stdout  # fmt: skip
+    assert "(gemvec[ray])" in embed_help
 
 
 def test_arguments_to_json_lines(tiny_model_dir: Path, tiny_embedder: Embedder) -> None:

@@ -206,6 +206,7 @@ def test_without_ray_installed_the_commands_say_how_to_install_it(
     )
     assert result.exit_code == 2
     assert "pip install 'gemvec[ray]'" in result.output
+    assert "optional 'ray' dependencies" in result.output
     assert not (tmp_path / "c").exists()  # nothing created before Ray was found
     result = gemvec("embed", "--ray", "-i", str(tmp_path / "docs"), "-o", str(tmp_path / "out"))
     assert result.exit_code == 2 and "pip install 'gemvec[ray]'" in result.output

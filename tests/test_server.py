@@ -309,10 +309,11 @@ def test_bounded_load_zero_errors_and_batching(tiny_embedder):
     texts = [f"request {i} about the quick brown fox" for i in range(clients * per_client)]
 
     async def run(url: str) -> list[tuple[int, int, list[float] | None]]:
-        # idle connections expire on the client before the server's 5 s keep-alive closes them:
-        # with equal timeouts (httpx's default is also 5 s) a request can go out on a connection
-        # the server is closing, a ReadError that CI hit once under load
-        limits = httpx.Limits(max_connections=clients, keepalive_expiry=2.0)
+        # httpx's own idle expiry (5 s, as the OpenAI SDK's): the server keeps idle connections
+        # longer (ServerSettings.keep_alive_s), so none is closed under a request going out on it
+        # (with both at 5 s, CI once hit that race as a ReadError)
+        limits = httpx.Limits(max_connections=clients)
+        assert limits.keepalive_expiry < ServerSettings().keep_alive_s
         async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
 
             async def one_client(c: int) -> list[tuple[int, int, list[float] | None]]:

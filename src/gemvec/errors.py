@@ -103,10 +103,12 @@ class MissingExtraError(GemvecError, ImportError):
     http_status = 501
     code = "missing_extra"
 
-    def __init__(self, package: str, extra: str, feature: str) -> None:
+    def __init__(self, module: str, extra: str, feature: str) -> None:
+        # The module is named as Python imports it ('docx', 'bs4'), which is often not the name
+        # pip knows (python-docx, beautifulsoup4): the extra is what to install.
         super().__init__(
-            f"{feature} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'gemvec[{extra}]'"
+            f"{feature} needs gemvec's optional '{extra}' dependencies (Python module '{module}' "
+            f"is not installed). Install them with: pip install 'gemvec[{extra}]'"
         )
 
 

@@ -13,6 +13,7 @@ from gemvec.cli.options import (
     CollectionOption,
     DimOption,
     JsonOption,
+    LlmOption,
     ModelOption,
     PrecisionOption,
     RayActorsOption,
@@ -241,12 +242,7 @@ def search(
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     collection: CollectionOption,
-    llm: Annotated[
-        str | None,
-        typer.Option(
-            help="openai:MODEL@BASE_URL, gguf:PATH or smollm2.", envvar="GEMVEC_LLM", show_envvar=True
-        ),
-    ] = None,
+    llm: LlmOption = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Sources to retrieve.")] = 4,
     mode: ModeOption = "hybrid",
     filters: FilterOption = None,

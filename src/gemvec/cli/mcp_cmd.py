@@ -6,21 +6,13 @@ from typing import Annotated
 
 import typer
 
-from gemvec.cli.options import CollectionOption, ModelOption, PrecisionOption, friendly_errors
+from gemvec.cli.options import CollectionOption, LlmOption, ModelOption, PrecisionOption, friendly_errors
 
 
 @friendly_errors
 def mcp(
     collection: CollectionOption,
-    llm: Annotated[
-        str | None,
-        typer.Option(
-            "--llm",
-            help="LLM for the ask tool: openai:MODEL@BASE_URL, gguf:PATH or smollm2 (loaded on first ask).",
-            envvar="GEMVEC_LLM",
-            show_envvar=True,
-        ),
-    ] = None,
+    llm: LlmOption = None,
     allow_writes: Annotated[
         bool, typer.Option("--allow-writes", help="Also offer an add_texts tool (read-only otherwise).")
     ] = False,

@@ -59,12 +59,26 @@ CollectionOption = Annotated[
     ),
 ]
 
+# -- the generator (ask, serve, mcp) ----------------------------------------------------------
+
+LlmOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="Generator of answers: openai:MODEL@BASE_URL, gguf:PATH or smollm2 (loaded on first ask).",
+        envvar="GEMVEC_LLM",
+        show_envvar=True,
+    ),
+]
+
 # -- Ray (embed --ray, index --ray) -------------------------------------------------------------
 
 RayOption = Annotated[
     bool,
     typer.Option(
-        "--ray", help="Embed on a Ray cluster: a pool of actors, each holding the model (gemvec[ray])."
+        # "\\[" keeps Rich, which renders the help, from taking "[ray]" for a style tag and dropping it
+        "--ray",
+        help="Embed on a Ray cluster: a pool of actors, each holding the model (gemvec\\[ray]).",
     ),
 ]
 RayAddressOption = Annotated[

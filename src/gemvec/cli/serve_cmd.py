@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gemvec.cli.options import ModelOption, PrecisionOption, friendly_errors, load_embedder
+from gemvec.cli.options import LlmOption, ModelOption, PrecisionOption, friendly_errors, load_embedder
 from gemvec.errors import InputError, require
 
 if TYPE_CHECKING:
@@ -35,15 +35,7 @@ def serve(
             show_envvar=True,
         ),
     ] = None,
-    llm: Annotated[
-        str | None,
-        typer.Option(
-            "--llm",
-            help="Generator for /v1/ask: openai:MODEL@BASE_URL, gguf:PATH or smollm2 (loaded on first ask).",
-            envvar="GEMVEC_LLM",
-            show_envvar=True,
-        ),
-    ] = None,
+    llm: LlmOption = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -74,8 +66,13 @@ def serve(
         typer.Option("--read-timeout", min=0.1, help="Seconds a client has to send a whole request."),
     ] = 30.0,
     keep_alive: Annotated[
-        float, typer.Option("--keep-alive", min=0.1, help="Seconds an idle kept-alive connection stays open.")
-    ] = 5.0,
+        float,
+        typer.Option(
+            "--keep-alive",
+            min=0.1,
+            help="Seconds an idle kept-alive connection stays open (above clients' idle expiry).",
+        ),
+    ] = 15.0,
     max_connections: Annotated[
         int, typer.Option("--max-connections", min=1, help="Open connections past which requests get 503.")
     ] = 256,

@@ -21,5 +21,8 @@ class ServerSettings:
     batch_gather_s: float = 0.02  # under load, wait this long for answered clients' next requests
     model_id: str | None = None  # the name clients see; default: the checkpoint folder's name
     read_timeout_s: float = 30.0  # to receive a whole request (headers and body) from its first byte
-    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after this long
+    # An idle kept-alive connection is closed after this long. Longer than the idle expiry of
+    # common clients (httpx and the OpenAI SDK: 5 s), so the client drops an idle connection
+    # first: a server closing at the same moment races the client's next request (ReadError).
+    keep_alive_s: float = 15.0
     max_connections: int = 256  # past this many open connections, requests get 503
