@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gemvec import Embedder
-from gemvec.model.fused import FusedOp
+from gemvec.model.fused import FusedOp, _same
 from gemvec.model.gemma3 import ADD_AND_NORM, GELU_TIMES_UP, NORM_AND_ROPE, RotaryTable
 from gemvec.model.int8_compute import QUANTIZE_ROWS
 
@@ -109,6 +109,22 @@ def test_a_compiled_form_that_disagrees_is_not_used() -> None:
     x = torch.randn(300, 300)
     assert op.build(x) is False
     assert torch.equal(op(x), x + 1)
+
+
+def test_agreement_allows_a_few_units_of_the_row_scale_and_no_more() -> None:
+    """A residual row holds values of 1e4 and values near 0: where the plain ops round twice and
+    the compiled loop once, a sum near 0 moves by a unit of 1e4's last place (~1e-3)."""
+    plain = torch.tensor([[1.0e4, 1.0e-3], [1.0, 2.0]])
+    one_unit_of_the_row = plain + torch.tensor([[0.0, 1.0e-3], [0.0, 0.0]])
+    assert _same(one_unit_of_the_row, plain)
+    assert not _same(plain + torch.tensor([[0.0, 0.5], [0.0, 0.0]]), plain)  # half a unit of 1
+    assert not _same(plain + torch.tensor([[0.0, 0.0], [0.0, 1.0e-3]]), plain)  # small rows stay strict
+    with_nan = plain.clone()
+    with_nan[1, 1] = float("nan")
+    assert not _same(with_nan, plain)
+    bf16 = torch.tensor([[300.0, 1.0]], dtype=torch.bfloat16)
+    assert _same(bf16 + torch.tensor([[0.0, 2.0]], dtype=torch.bfloat16), bf16)  # 300's last place is 2
+    assert not _same(bf16 + torch.tensor([[0.0, 16.0]], dtype=torch.bfloat16), bf16)
 
 
 def test_short_jobs_do_not_build(monkeypatch: pytest.MonkeyPatch) -> None:
