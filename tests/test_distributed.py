@@ -112,6 +112,25 @@ def test_the_stream_hands_out_vectors_in_plan_order_across_batch_edges() -> None
     assert nodes == {"n1": 3, "n2": 4}
 
 
+def test_early_batches_past_the_memory_budget_wait_on_disk_and_are_removed() -> None:
+    texts = [f"t{i}" for i in range(8)]
+    titles: list[str | None] = [None] * 8
+    late_first_batch = iter([batch(range(2, 4)), batch(range(4, 6)), batch(range(6, 8)), batch(range(0, 2))])
+    one_batch = 2 * 2 * 4  # rows x dim x float32
+    stream = OrderedVectors(texts, titles, late_first_batch, Counter(), early_memory_bytes=one_batch)
+    first = stream(texts[:1], titles[:1])  # waits for rows 0..1: rows 2..7 arrive first
+    early = stream._early
+    spilled = sorted(p.name for p in Path(early._folder.name).iterdir())
+    assert early.in_memory_bytes == one_batch and spilled == ["4.npy", "6.npy"]
+    rest = stream(texts[1:], titles[1:])
+    assert np.array_equal(first, [[0.0, 1.0]])
+    assert np.array_equal(rest[:, 0], [2.0, 200.0, 202.0, 400.0, 402.0, 600.0, 602.0])
+    folder = Path(early._folder.name)
+    assert not list(folder.iterdir()) and early.in_memory_bytes == 0
+    stream.close()
+    assert not folder.exists()
+
+
 @pytest.mark.parametrize(
     ("batches", "asked", "message"),
     [

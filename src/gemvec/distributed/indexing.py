@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,10 +85,59 @@ class ClusterEmbedding:
         return iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
 
 
+EARLY_MEMORY_BYTES = 256 * 1024 * 1024  # early batches' vectors held in memory; past it, on disk
+
+
+class EarlyBatches:
+    """Batches that arrived before an earlier one, by first row, until the gap closes.
+
+    A batch that is retried (its actor died) can come back after the rest of a large job: its
+    successors wait in memory up to ``memory_bytes`` of vectors, and on disk past it (a
+    temporary folder, removed on :meth:`close`), so a million-chunk job cannot run out of memory
+    waiting for one batch."""
+
+    def __init__(self, memory_bytes: int = EARLY_MEMORY_BYTES) -> None:
+        self.memory_bytes = memory_bytes
+        self.in_memory_bytes = 0
+        self._batches: dict[int, tuple[np.ndarray, np.ndarray | Path]] = {}
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def __contains__(self, first: int) -> bool:
+        return first in self._batches
+
+    def put(self, first: int, rows: np.ndarray, vectors: np.ndarray) -> None:
+        if self.in_memory_bytes + vectors.nbytes <= self.memory_bytes:
+            self.in_memory_bytes += vectors.nbytes
+            self._batches[first] = rows, vectors
+            return
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="gemvec-early-")
+        path = Path(self._folder.name) / f"{first}.npy"
+        np.save(path, vectors)
+        self._batches[first] = rows, path
+
+    def pop(self, first: int) -> tuple[np.ndarray, np.ndarray]:
+        rows, vectors = self._batches.pop(first)
+        if isinstance(vectors, Path):
+            path, vectors = vectors, np.load(vectors)
+            path.unlink()
+        else:
+            self.in_memory_bytes -= vectors.nbytes
+        return rows, vectors
+
+    def close(self) -> None:
+        self._batches.clear()
+        self.in_memory_bytes = 0
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
+
+
 class OrderedVectors:
     """The embed function the writer calls: the next vectors in plan order, checked against the plan.
 
-    Batches come back as they finish; one that arrives early waits here for those before it.
+    Batches come back as they finish; one that arrives early waits (:class:`EarlyBatches`) for
+    those before it.
     """
 
     def __init__(
@@ -95,13 +146,14 @@ class OrderedVectors:
         titles: list[str | None],
         batches: Iterator[pa.Table],
         chunks_by_node: Counter[str],
+        early_memory_bytes: int = EARLY_MEMORY_BYTES,
     ) -> None:
         self._texts = texts
         self._titles = titles
         self._batches = batches
         self._nodes = chunks_by_node
         self._ready: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (row numbers, vectors), in order
-        self._early: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # by first row: waiting for a gap
+        self._early = EarlyBatches(early_memory_bytes)
         self._served = 0  # rows handed to the writer
         self._arrived = 0  # rows received in order from the cluster
 
@@ -128,6 +180,7 @@ class OrderedVectors:
         close = getattr(self._batches, "close", None)
         if close is not None:
             close()
+        self._early.close()
 
     def _next_rows(self) -> tuple[np.ndarray, np.ndarray]:
         if self._ready:
@@ -140,7 +193,7 @@ class OrderedVectors:
                     f"The Ray job returned rows {first}..{rows[-1]} twice; nothing of this batch was "
                     "stored. Run the same command again."
                 )
-            self._early[first] = rows, vectors
+            self._early.put(first, rows, vectors)
         rows, vectors = self._early.pop(self._arrived)
         self._arrived += len(rows)
         return rows, vectors
