@@ -57,6 +57,7 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, Callable[[torch.Tensor, in
         if key not in bf16_inputs:
             bf16_inputs[key] = x.bfloat16()
         return bf16_inputs[key]
+
     int8 = [per_channel_int8(w) for w in weights]
     packed = []
     with warnings.catch_warnings():
@@ -68,10 +69,12 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, Callable[[torch.Tensor, in
     linear = torch.nn.functional.linear
     int8_layers = [Int8ComputeLinear.from_float(w) for w in weights]
     codes = {k: torch.randint(-127, 128, (4096, k), dtype=torch.int8) for _, k in SHAPES}
+    # VNNI multiplies unsigned codes: the same ones plus 128 (zero point 128), as the layer does
+    unsigned = {k: (c.to(torch.int16) + 128).to(torch.uint8) for k, c in codes.items()}
 
     def onednn(x: torch.Tensor, i: int) -> torch.Tensor:  # the int8 x int8 -> bf16 matmul alone
         layer = int8_layers[i]
-        q = codes[x.shape[1]][: x.shape[0]]
+        q = (unsigned if layer.kernel == "onednn-unsigned" else codes)[x.shape[1]][: x.shape[0]]
         return _onednn_linear(q, layer.weight_t, layer.scales, layer.zero_points, COMPUTE_DTYPE)
 
     extra = {}

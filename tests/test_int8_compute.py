@@ -14,7 +14,7 @@ from gemvec.errors import PrecisionError
 from gemvec.model import int8_compute
 from gemvec.model.int8_compute import Int8ComputeLinear, hadamard, quantize_rows, rotate, rotate_weight
 from gemvec.model.quantize import quantize
-from gemvec.precision import Precision, parse_precision
+from gemvec.precision import Precision, int8_dot_products, parse_precision
 
 TEXTS = ["Mars is the Red Planet.", "Le renard brun saute.", "日本語のテキスト", "word " * 40, ""]
 
@@ -27,21 +27,58 @@ def reference_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (codes.double() @ q.codes.double().T) * scales.double() * q.scales.double()
 
 
-@pytest.mark.parametrize("rows", [1, 5, 40])
-@pytest.mark.parametrize("onednn", [True, False])
-def test_int8_linear_is_exact_integer_arithmetic(rows: int, onednn: bool, monkeypatch) -> None:
-    if onednn and not int8_compute.onednn_int8_available():
+@pytest.mark.parametrize("rows", [1, 5, 40, 300])
+@pytest.mark.parametrize(
+    ("dot_products", "kernel"), [("amx", "onednn-signed"), ("vnni", "onednn-unsigned"), (None, "float")]
+)
+def test_int8_linear_is_exact_integer_arithmetic_on_every_kernel(
+    rows, dot_products, kernel, monkeypatch
+) -> None:
+    """AMX multiplies signed codes; VNNI the same codes + 128 as unsigned ones (zero point 128);
+    a CPU with neither multiplies them in float32. All three give the exact int32 sums (300 rows:
+    the compiled quantiser, were it built, takes them)."""
+    if kernel.startswith("onednn") and not int8_compute.onednn_int8_available():
         pytest.skip("this PyTorch has no oneDNN int8 linear")
-    monkeypatch.setattr(int8_compute, "onednn_int8_available", lambda: onednn)
+    monkeypatch.setattr(int8_compute, "cpu_int8_dot_products", lambda: dot_products)
     generator = torch.Generator().manual_seed(rows)
     weight = torch.randn(48, 64, generator=generator) * 0.05
     x = torch.randn(rows, 64, generator=generator)
     layer = Int8ComputeLinear.from_float(weight)
-    assert layer.onednn is onednn
+    assert layer.kernel == kernel
     out = layer(x)
     torch.testing.assert_close(out.double(), reference_linear(x, weight), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(layer(x.view(1, rows, 64)), out.view(1, rows, 48))  # any leading shape
     assert torch.equal(layer.quantized.codes, quantize(rotate_weight(weight), 8).codes)  # for saving
+
+
+def test_large_codes_sum_exactly_on_every_kernel(monkeypatch) -> None:
+    """Codes near +-127 in every position: AVX2's int8 path saturates such pairs of products at
+    16 bits (why CPUs without VNNI/AMX multiply in float32); every kernel here is exact."""
+    weight = torch.ones(16, 128).index_fill_(1, torch.arange(0, 128, 2), -1.0)
+    x = weight[:3].clone()
+    x[1] *= -1
+    for dot_products in ("amx", "vnni", None):
+        monkeypatch.setattr(int8_compute, "cpu_int8_dot_products", lambda d=dot_products: d)
+        if dot_products and not int8_compute.onednn_int8_available():
+            continue
+        layer = Int8ComputeLinear(quantize(weight, 8))  # taken as rotated: codes of +-127
+        layer.rotation = torch.eye(128)
+        out = layer(x)
+        torch.testing.assert_close(out, x @ weight.T, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"}, "amx"),
+        ({"avx2", "avx512f", "avx512_vnni"}, "vnni"),  # Cascade Lake, Ice Lake, Zen 4
+        ({"avx2", "avx_vnni"}, "vnni"),  # Alder Lake and later client cores
+        ({"avx2", "fma"}, None),  # Haswell .. Comet Lake, Zen 1-3
+        (set(), None),  # not x86, or no /proc/cpuinfo
+    ],
+)
+def test_int8_kernel_by_cpu_flags(flags: set[str], expected: str | None) -> None:
+    assert int8_dot_products(flags) == expected
 
 
 def test_rotation_is_exact_in_float_and_spreads_outliers() -> None:

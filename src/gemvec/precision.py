@@ -101,6 +101,23 @@ def has_native_bf16(flags: set[str]) -> bool:
     return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
 
 
+@functools.cache
+def cpu_int8_dot_products() -> str | None:
+    """How this CPU multiplies int8 (:func:`int8_dot_products` of its flags)."""
+    return int8_dot_products(cpu_flags())
+
+
+def int8_dot_products(flags: set[str]) -> str | None:
+    """``"amx"`` (AMX-INT8 tiles: signed times signed), ``"vnni"`` (AVX512-VNNI or AVX-VNNI:
+    unsigned times signed, exact int32 sums) or None. Without either, x86 int8 matmuls go through
+    AVX2's ``vpmaddubsw``, which saturates pairs of products at 16 bits: wrong sums."""
+    if "amx_int8" in flags:
+        return "amx"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "vnni"
+    return None
+
+
 DEVICE_ENV = "GEMVEC_DEVICE"
 
 

@@ -7,10 +7,14 @@ single scale for the whole activation tensor (fbgemm's dynamic int8) lets Embedd
 outlier tokens flatten every other row and drops the cosine to float32 to 0.90
 (``benchmarks/int8_activation_quant.py``).
 
-The matmul is oneDNN's int8 linear (AMX-INT8 or AVX512-VNNI where the CPU has them) with the
-weight scales applied inside it; it is told the activations' scale is 1, and each row's own
-scale is applied to its output afterwards, which is exact: row ``t`` of ``(s_t q_t) W`` is
-``s_t (q_t W)``. Elsewhere (no oneDNN, a GPU) ``torch._int_mm`` computes the same int32 sums.
+The matmul is oneDNN's int8 linear with the weight scales applied inside it; it is told the
+activations' scale is 1, and each row's own scale is applied to its output afterwards, which is
+exact: row ``t`` of ``(s_t q_t) W`` is ``s_t (q_t W)``. Which kernel (:func:`int8_kernel`): on
+AMX, signed codes; on AVX512-VNNI / AVX-VNNI, the same codes plus 128 as unsigned bytes with a
+zero point of 128 (VNNI multiplies unsigned by signed: oneDNN falls back to its reference
+kernel, ~5,000x slower, for signed ones); on a GPU ``torch._int_mm``. On other CPUs (AVX2 only,
+Arm) the int8 kernels' sums are wrong (AVX2 saturates pairs of products at 16 bits), so the
+codes are multiplied in float32, exactly (sums stay below 2^24), at float32's speed.
 Quantising a large batch's rows is one fused pass with ``torch.compile`` where it can build
 it; small batches (a query) quantise with plain ops, whose per-call cost is lower.
 
@@ -35,8 +39,10 @@ from torch import nn
 
 from gemvec.model.fused import FUSED_MIN_ROWS, FusedOp
 from gemvec.model.quantize import ROTATION_BLOCK, QuantizedWeight, quantize  # 128 divides 768 and 1152
+from gemvec.precision import cpu_int8_dot_products
 
 INT8_MAX = 127
+UNSIGNED_OFFSET = 128  # signed codes + 128 = unsigned codes with zero point 128 (VNNI's operands)
 
 
 def rotation_block(width: int) -> int:
@@ -75,12 +81,13 @@ def rotate_weight(weight: torch.Tensor) -> torch.Tensor:
     return rotate(weight.float(), _hadamard(size)) / size
 
 
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, K) float rows -> int8 codes (T, K) and float32 scales (T, 1), one scale per row."""
+def quantize_rows(x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, K) float rows -> int8 codes (T, K) and float32 scales (T, 1), one scale per row;
+    with ``offset`` 128, the codes plus 128 as uint8."""
     x32 = x.float()
     scales = x32.abs().amax(dim=-1, keepdim=True).clamp(min=1e-12) / INT8_MAX
-    codes = torch.round(x32 / scales).clamp(-INT8_MAX, INT8_MAX).to(torch.int8)
-    return codes, scales
+    codes = torch.round(x32 / scales).clamp(-INT8_MAX, INT8_MAX)
+    return (codes + offset).to(torch.uint8 if offset else torch.int8), scales
 
 
 QUANTIZE_ROWS = FusedOp(quantize_rows, dynamic={0: (0, 1)})  # one loop for every width
@@ -89,7 +96,19 @@ QUANTIZE_ROWS = FusedOp(quantize_rows, dynamic={0: (0, 1)})  # one loop for ever
 def build_fused_quantiser() -> bool:
     """Build the compiled quantiser now and wait for it (benchmarks of the steady state);
     whether it is in use."""
-    return QUANTIZE_ROWS.build(torch.randn(FUSED_MIN_ROWS, 256, dtype=torch.bfloat16))
+    offset = UNSIGNED_OFFSET if int8_kernel(torch.device("cpu")) == "onednn-unsigned" else 0
+    return QUANTIZE_ROWS.build(torch.randn(FUSED_MIN_ROWS, 256, dtype=torch.bfloat16), offset)
+
+
+def int8_kernel(device: torch.device) -> str:
+    """How int8 layers on ``device`` multiply: ``onednn-signed`` (AMX), ``onednn-unsigned``
+    (VNNI), ``int_mm`` (a GPU) or ``float`` (CPUs without int8 dot products: exact, not faster)."""
+    if device.type != "cpu":
+        return "int_mm"
+    dots = cpu_int8_dot_products()
+    if dots is None or not onednn_int8_available():
+        return "float"
+    return "onednn-signed" if dots == "amx" else "onednn-unsigned"
 
 
 @functools.cache
@@ -108,8 +127,10 @@ def onednn_int8_available() -> bool:
 def _onednn_linear(
     codes: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zero_points: torch.Tensor, dtype
 ) -> torch.Tensor:
+    """oneDNN's int8 linear; uint8 ``codes`` carry :data:`UNSIGNED_OFFSET` as their zero point."""
+    offset = UNSIGNED_OFFSET if codes.dtype == torch.uint8 else 0
     return torch.ops.onednn.qlinear_pointwise(
-        codes, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, dtype, "none", [], ""
+        codes, 1.0, offset, packed, scales, zero_points, None, 1.0, 0, dtype, "none", [], ""
     )
 
 
@@ -135,22 +156,29 @@ class Int8ComputeLinear(nn.Module):
         self.register_buffer("scales", weight.scales.float().contiguous(), persistent=False)  # (N,)
         zero_points = torch.zeros(weight.shape[0], dtype=torch.int32)  # symmetric: all zero
         self.register_buffer("zero_points", zero_points, persistent=False)
-        self.onednn = weight.codes.device.type == "cpu" and onednn_int8_available()
-        # oneDNN's packed (K, N) weight, or the plain (K, N) codes for torch._int_mm
+        self.kernel = int8_kernel(weight.codes.device)
+        # oneDNN's packed (K, N) weight, the plain (K, N) codes for torch._int_mm, or in float32
         codes_t = weight.codes.t()
-        packed = torch.ops.onednn.qlinear_prepack(weight.codes, None) if self.onednn else codes_t.contiguous()
-        self.register_buffer("weight_t", packed, persistent=False)
+        if self.onednn:
+            weight_t = torch.ops.onednn.qlinear_prepack(weight.codes, None)
+        else:
+            weight_t = codes_t.float() if self.kernel == "float" else codes_t
+        self.register_buffer("weight_t", weight_t.contiguous(), persistent=False)
+
+    @property
+    def onednn(self) -> bool:
+        return self.kernel.startswith("onednn")
 
     @property
     def quantized(self) -> QuantizedWeight:
-        codes_t = self.weight_t.to_dense() if self.onednn else self.weight_t
+        codes_t = self.weight_t.to_dense() if self.onednn else self.weight_t.to(torch.int8)
         return QuantizedWeight(codes_t.t().contiguous(), self.scales, 8)
 
     def _apply(self, fn, recurse: bool = True):
-        if self.onednn:  # moving to a GPU: back to plain codes (a packed weight is CPU-only)
-            probe = fn(torch.empty(0))
-            if probe.device.type != "cpu":
-                self.weight_t, self.onednn = self.weight_t.to_dense().contiguous(), False
+        probe = fn(torch.empty(0))
+        if probe.device.type != "cpu" and self.kernel != "int_mm":  # to a GPU: plain int8 codes
+            self.weight_t = self.quantized.codes.t().contiguous()
+            self.kernel = "int_mm"
         return super()._apply(fn, recurse)
 
     @classmethod
@@ -166,9 +194,12 @@ class Int8ComputeLinear(nn.Module):
         """(T, K) rows -> the (T, N) output before each row's activation scale, and the (T, 1)
         scales: ``forward`` is their product, which a fused loop downstream can take in its pass."""
         block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
-        codes, row_scales = QUANTIZE_ROWS(rotate(x.reshape(-1, x.shape[-1]), block))
+        offset = UNSIGNED_OFFSET if self.kernel == "onednn-unsigned" else 0
+        codes, row_scales = QUANTIZE_ROWS(rotate(x.reshape(-1, x.shape[-1]), block), offset)
         if self.onednn:
             out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)
+        elif self.kernel == "float":
+            out = ((codes.float() @ self.weight_t) * self.scales).to(x.dtype)
         else:
             out = (_int_mm(codes, self.weight_t).float() * self.scales).to(x.dtype)
         return out, row_scales
