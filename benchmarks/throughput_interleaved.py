@@ -24,13 +24,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from speed import workloads
+import isa_cap
 
-from gemvec import Embedder
-from gemvec.model.fused import FusedOp
-from gemvec.precision import cpu_flags
-from gemvec.tokenizer import TextTokenizer
+EMULATED_ISA = isa_cap.cap_from_argv()  # before torch loads oneDNN
+
+import torch  # noqa: E402
+from speed import workloads  # noqa: E402
+
+from gemvec import Embedder  # noqa: E402
+from gemvec.model.fused import FusedOp  # noqa: E402
+from gemvec.precision import cpu_flags  # noqa: E402
+from gemvec.tokenizer import TextTokenizer  # noqa: E402
 
 CONTENDERS = "st-float32,st-bfloat16,gemvec-bfloat16-plain,gemvec-bfloat16,gemvec-int8-dynamic"
 
@@ -67,10 +71,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    parser.add_argument(
+        isa_cap.OPTION, choices=list(isa_cap.PROFILES), help="run as on an older CPU (isa_cap.py)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("avx", "amx"))))
     print("cpu flags:", flags)
+    if EMULATED_ISA:
+        emulated = isa_cap.apply_after_import(EMULATED_ISA)
+        flags += f" | emulating {EMULATED_ISA}: " + " ".join(sorted(emulated))
+        print(f"emulating {EMULATED_ISA}:", " ".join(sorted(emulated)), "| oneDNN, ATen, inductor capped")
     texts = workloads({"short": 0, "medium": 0, "long": 0} | {args.workload: args.texts})[args.workload]
     encoders = {name: encoder(name, args.model) for name in args.contenders.split(",")}
     tokens = sum(TextTokenizer.from_folder(Path(args.model)).count(texts))
