@@ -153,10 +153,12 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
     the default there.
     int8/int4 save memory, not time (weights are dequantised to float32), so they are never
     picked automatically. Nor is int8-dynamic (int8 matmuls, AMX-INT8/VNNI), though it is as
-    faithful as int8 (within 0.5 point of float32 on every evaluation dataset run): on an AMX
-    CPU it embeds batches about as fast as bfloat16 (0.91x and 1.16x in two runs: its rotation
-    and quantisation passes eat the int8 matmul's gain), answers a single query slower, and it
-    has not been measured on VNNI-only or AVX2-only CPUs (BENCHMARKS.md, issue 19).
+    faithful as int8 (within 0.5 point of float32 on all 70 evaluation datasets): on an AMX
+    CPU it embeds batches about as fast as bfloat16 (its rotation and quantisation passes eat
+    the int8 matmul's gain) and answers a single query slower; without VNNI it is exact but
+    not faster than float32. On VNNI-only CPUs it embedded batches 1.76x as fast as float32,
+    but on this machine with its instruction sets capped (``benchmarks/isa_cap.py``), not on
+    such a CPU: float32 stays the default there until it is (BENCHMARKS.md, issue 19).
     """
     chosen = os.environ.get(PRECISION_ENV)
     if chosen:
