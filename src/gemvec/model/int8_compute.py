@@ -96,7 +96,7 @@ QUANTIZE_ROWS = FusedOp(quantize_rows, dynamic={0: (0, 1)})  # one loop for ever
 def build_fused_quantiser() -> bool:
     """Build the compiled quantiser now and wait for it (benchmarks of the steady state);
     whether it is in use."""
-    offset = UNSIGNED_OFFSET if int8_kernel(torch.device("cpu")) == "onednn-unsigned" else 0
+    offset = activation_offset(int8_kernel(torch.device("cpu")))
     return QUANTIZE_ROWS.build(torch.randn(FUSED_MIN_ROWS, 256, dtype=torch.bfloat16), offset)
 
 
@@ -109,6 +109,11 @@ def int8_kernel(device: torch.device) -> str:
     if dots is None or not onednn_int8_available():
         return "float"
     return "onednn-signed" if dots == "amx" else "onednn-unsigned"
+
+
+def activation_offset(kernel: str) -> int:
+    """What a kernel's activation codes carry: +128 as uint8 for VNNI's unsigned-by-signed one."""
+    return UNSIGNED_OFFSET if kernel == "onednn-unsigned" else 0
 
 
 @functools.cache
@@ -194,7 +199,7 @@ class Int8ComputeLinear(nn.Module):
         """(T, K) rows -> the (T, N) output before each row's activation scale, and the (T, 1)
         scales: ``forward`` is their product, which a fused loop downstream can take in its pass."""
         block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
-        offset = UNSIGNED_OFFSET if self.kernel == "onednn-unsigned" else 0
+        offset = activation_offset(self.kernel)
         codes, row_scales = QUANTIZE_ROWS(rotate(x.reshape(-1, x.shape[-1]), block), offset)
         if self.onednn:
             out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)
