@@ -12,7 +12,7 @@ activations' scale is 1, and each row's own scale is applied to its output after
 exact: row ``t`` of ``(s_t q_t) W`` is ``s_t (q_t W)``. Which kernel (:func:`int8_kernel`): on
 AMX, signed codes; on AVX512-VNNI / AVX-VNNI, the same codes plus 128 as unsigned bytes with a
 zero point of 128 (VNNI multiplies unsigned by signed: oneDNN falls back to its reference
-kernel, ~5,000x slower, for signed ones); on a GPU ``torch._int_mm``. On other CPUs (AVX2 only,
+kernel, thousands of times slower, for signed ones); on a GPU ``torch._int_mm``. On other CPUs (AVX2 only,
 Arm) the int8 kernels' sums are wrong (AVX2 saturates pairs of products at 16 bits), so the
 codes are multiplied in float32, exactly (sums stay below 2^24), at float32's speed.
 Quantising a large batch's rows is one fused pass with ``torch.compile`` where it can build
