@@ -225,4 +225,7 @@ def test_closed_loop_clients_are_gathered_into_one_batch():
     asyncio.run(main(worker, 6))
     worker.stop()
     sizes = [len(b) for b in encoder.batches]
-    assert sum(sizes) == 48 and sizes[-4:] == [6, 6, 6, 6]
+    # Ideally [1, 5, 6, 6, 6, 6, 6, 6, 6]. A busy machine can delay one client's resend past the
+    # pick of a batch, which puts it a round out of step (one batch of 5, a lone one at the end):
+    # tolerate one such slip. Alternating half batches, the defect, would give no 6 at all.
+    assert sum(sizes) == 48 and sizes.count(6) >= 5, sizes
