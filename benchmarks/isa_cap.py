@@ -20,6 +20,8 @@ _AVX512 = _AVX2 | {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
 PROFILES: dict[str, dict] = {
     # Haswell .. Comet Lake, Zen 1-3: no AVX-512, no VNNI
     "avx2": {"flags": _AVX2, "onednn": "AVX2", "aten": "avx2", "simdlen": 256},
+    # Alder Lake .. Arrow Lake clients: 256-bit int8 dot products (AVX-VNNI), no AVX-512
+    "avx2-vnni": {"flags": _AVX2 | {"avx_vnni"}, "onednn": "AVX2_VNNI", "aten": "avx2", "simdlen": 256},
     # Cascade Lake, Ice Lake: int8 dot products (VNNI), bf16 emulated
     "avx512-vnni": {
         "flags": _AVX512 | {"avx512_vnni"},
@@ -60,7 +62,10 @@ def apply_after_import(name: str) -> set[str]:
     import gemvec.precision
 
     profile = PROFILES[name]
-    inductor_config.cpp.simdlen = profile["simdlen"]
+    # Inductor's settings are per thread (context variables) and gemvec compiles on threads of
+    # its own: set the default every thread starts from. An AVX2 build left at the host's
+    # vector width while ATen is capped to AVX2 computes garbage (seen here before this).
+    inductor_config._config["cpp.simdlen"].default = profile["simdlen"]
     flags = set(profile["flags"])
     gemvec.precision.cpu_flags = lambda: flags
     gemvec.precision.cpu_has_native_bf16.cache_clear()
