@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import gemvec.precision
 from gemvec import Embedder
 from gemvec.errors import CheckpointError, InputError, PrecisionError
 from gemvec.model import quantize as quantize_module
@@ -180,9 +181,15 @@ def test_default_precision_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_precision({"avx2", "fma"}) is Precision.FLOAT32
     assert default_precision({"avx2", "avx512_bf16"}) is Precision.BFLOAT16
     assert default_precision({"amx_bf16", "amx_tile"}) is Precision.BFLOAT16
-    # int8 matmul units do not make int8-dynamic the default (slower for one query: issue 19)
-    assert default_precision({"avx2", "avx512_vnni"}) is Precision.FLOAT32
+    # int8 dot products without native bf16 (Cascade/Ice Lake, AVX-VNNI clients): int8-dynamic
+    assert default_precision({"avx2", "avx512f", "avx512_vnni"}) is Precision.INT8_DYNAMIC
+    assert default_precision({"avx2", "avx_vnni"}) is Precision.INT8_DYNAMIC
+    # with native bf16 as well, bfloat16 (int8-dynamic no faster on batches, slower for one query)
     assert default_precision({"avx512_bf16", "avx512_vnni", "amx_int8", "amx_bf16"}) is Precision.BFLOAT16
+    assert default_precision({"avx512_bf16", "avx512_vnni"}) is Precision.BFLOAT16
+    # a PyTorch without oneDNN's int8 linear would run int8-dynamic's exact float path: float32
+    monkeypatch.setattr(gemvec.precision, "onednn_int8_linear_present", lambda: False)
+    assert default_precision({"avx2", "avx512f", "avx512_vnni"}) is Precision.FLOAT32
     monkeypatch.setenv("GEMVEC_PRECISION", "int8")
     assert default_precision({"amx_bf16"}) is Precision.INT8
     monkeypatch.setenv("GEMVEC_PRECISION", "float16")

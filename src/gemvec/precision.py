@@ -144,21 +144,22 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def default_precision(flags: set[str] | None = None, device: torch.device | None = None) -> Precision:
     """``$GEMVEC_PRECISION`` if set; else bfloat16 on a CUDA GPU or on CPUs with native bf16
-    math, else float32.
+    math; else int8-dynamic on CPUs with int8 dot products (VNNI) and oneDNN's int8 linear;
+    else float32.
 
-    Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls several times as fast as float32
-    at a cosine to float32 above 0.99 (``benchmarks/matmul_kernels.py``, BENCHMARKS.md). Without
-    it the encoder computes bfloat16's matmuls in float32 (PyTorch's emulated bf16 kernel is
-    slower still), so bfloat16 runs at float32's speed and float32, as fast and more exact, is
-    the default there.
-    int8/int4 save memory, not time (weights are dequantised to float32), so they are never
-    picked automatically. Nor is int8-dynamic (int8 matmuls, AMX-INT8/VNNI), though it is as
-    faithful as int8 (within 0.5 point of float32 on all 70 evaluation datasets): on an AMX
-    CPU it embeds batches about as fast as bfloat16 (its rotation and quantisation passes eat
-    the int8 matmul's gain) and answers a single query slower; without VNNI it is exact but
-    not faster than float32. On VNNI-only CPUs it embedded batches 1.76x as fast as float32,
-    but on this machine with its instruction sets capped (``benchmarks/isa_cap.py``), not on
-    such a CPU: float32 stays the default there until it is (BENCHMARKS.md, issue 19).
+    Each choice is the fastest precision that is faithful (worst cosine to float32 >= 0.995,
+    within 0.5 point of it on all 70 evaluation datasets) on that CPU (BENCHMARKS.md, issue 19):
+    - Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls several times as fast as float32.
+      int8-dynamic is no faster there on batches (its rotation and quantisation passes eat
+      the int8 matmul's gain) and slower on a single query.
+    - With VNNI but no native bf16 (Cascade/Ice Lake: AVX512-VNNI; Alder Lake and later
+      clients: AVX-VNNI) int8-dynamic multiplies int8 at several times float32's rate: 1.7x
+      float32's batch throughput and 2.6x its single-query rate on AVX512-VNNI, measured with
+      this project's AMX machine capped to those instruction sets (``benchmarks/isa_cap.py``),
+      not yet on such a CPU. bfloat16 would compute its matmuls in float32 there.
+    - Without either (AVX2 only) int8 matmuls would return wrong sums (int8-dynamic computes
+      exactly in float32 there, no faster) and bfloat16 runs at float32's speed: float32.
+    int8/int4 save memory, not time (weights are dequantised to float32): never automatic.
     """
     chosen = os.environ.get(PRECISION_ENV)
     if chosen:
@@ -168,4 +169,13 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
     native_bf16 = cpu_has_native_bf16() if flags is None else has_native_bf16(flags)
     if native_bf16:
         return Precision.BFLOAT16
+    dots = cpu_int8_dot_products() if flags is None else int8_dot_products(flags)
+    if dots is not None and onednn_int8_linear_present():
+        return Precision.INT8_DYNAMIC
     return Precision.FLOAT32
+
+
+@functools.cache
+def onednn_int8_linear_present() -> bool:
+    """Whether this PyTorch build has oneDNN's int8 linear (x86 builds do)."""
+    return hasattr(torch.ops.onednn, "qlinear_prepack") and hasattr(torch.ops.onednn, "qlinear_pointwise")
