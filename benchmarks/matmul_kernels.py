@@ -27,13 +27,8 @@ from collections.abc import Callable
 import torch
 
 from gemvec.model.gemma3 import Linear, bfloat16_linear_in_float32
-from gemvec.model.int8_compute import (
-    Int8ComputeLinear,
-    _onednn_linear,
-    build_fused_quantiser,
-    onednn_int8_available,
-)
-from gemvec.precision import Precision, cpu_flags
+from gemvec.model.int8_compute import Int8ComputeLinear, _onednn_linear, build_fused_quantiser
+from gemvec.precision import Precision, cpu_flags, onednn_int8_available
 
 SHAPES = [(1280, 768), (768, 768), (2304, 768), (768, 1152)]
 LAYERS = 24

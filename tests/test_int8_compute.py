@@ -14,7 +14,7 @@ from gemvec.errors import PrecisionError
 from gemvec.model import int8_compute
 from gemvec.model.int8_compute import Int8ComputeLinear, hadamard, quantize_rows, rotate, rotate_weight
 from gemvec.model.quantize import quantize
-from gemvec.precision import Precision, int8_dot_products, parse_precision
+from gemvec.precision import Precision, int8_dot_products, onednn_int8_available, parse_precision
 
 TEXTS = ["Mars is the Red Planet.", "Le renard brun saute.", "日本語のテキスト", "word " * 40, ""]
 
@@ -37,7 +37,7 @@ def test_int8_linear_is_exact_integer_arithmetic_on_every_kernel(
     """AMX multiplies signed codes; VNNI the same codes + 128 as unsigned ones (zero point 128);
     a CPU with neither multiplies them in float32. All three give the exact int32 sums (300 rows:
     the compiled quantiser, were it built, takes them)."""
-    if kernel.startswith("onednn") and not int8_compute.onednn_int8_available():
+    if kernel.startswith("onednn") and not onednn_int8_available():
         pytest.skip("this PyTorch has no oneDNN int8 linear")
     monkeypatch.setattr(int8_compute, "cpu_int8_dot_products", lambda: dot_products)
     generator = torch.Generator().manual_seed(rows)
@@ -59,7 +59,7 @@ def test_large_codes_sum_exactly_on_every_kernel(monkeypatch) -> None:
     x[1] *= -1
     for dot_products in ("amx", "vnni", None):
         monkeypatch.setattr(int8_compute, "cpu_int8_dot_products", lambda d=dot_products: d)
-        if dot_products and not int8_compute.onednn_int8_available():
+        if dot_products and not onednn_int8_available():
             continue
         layer = Int8ComputeLinear(quantize(weight, 8))  # taken as rotated: codes of +-127
         layer.rotation = torch.eye(128)

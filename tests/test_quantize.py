@@ -188,7 +188,7 @@ def test_default_precision_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_precision({"avx512_bf16", "avx512_vnni", "amx_int8", "amx_bf16"}) is Precision.BFLOAT16
     assert default_precision({"avx512_bf16", "avx512_vnni"}) is Precision.BFLOAT16
     # a PyTorch without oneDNN's int8 linear would run int8-dynamic's exact float path: float32
-    monkeypatch.setattr(gemvec.precision, "onednn_int8_linear_present", lambda: False)
+    monkeypatch.setattr(gemvec.precision, "onednn_int8_available", lambda: False)
     assert default_precision({"avx2", "avx512f", "avx512_vnni"}) is Precision.FLOAT32
     monkeypatch.setenv("GEMVEC_PRECISION", "int8")
     assert default_precision({"amx_bf16"}) is Precision.INT8

@@ -170,12 +170,22 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
     if native_bf16:
         return Precision.BFLOAT16
     dots = cpu_int8_dot_products() if flags is None else int8_dot_products(flags)
-    if dots is not None and onednn_int8_linear_present():
+    if dots is not None and onednn_int8_available():
         return Precision.INT8_DYNAMIC
     return Precision.FLOAT32
 
 
 @functools.cache
-def onednn_int8_linear_present() -> bool:
-    """Whether this PyTorch build has oneDNN's int8 linear (x86 builds do)."""
-    return hasattr(torch.ops.onednn, "qlinear_prepack") and hasattr(torch.ops.onednn, "qlinear_pointwise")
+def onednn_int8_available() -> bool:
+    """Whether this PyTorch has oneDNN's int8 linear (x86 builds) and it runs here: the one
+    check behind both the default precision and int8-dynamic's choice of kernel."""
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(torch.ones(8, 16, dtype=torch.int8), None)
+        ones = torch.ones(2, 16, dtype=torch.int8)
+        scales, zero_points = torch.ones(8), torch.zeros(8, dtype=torch.int32)
+        out = torch.ops.onednn.qlinear_pointwise(
+            ones, 1.0, 0, packed, scales, zero_points, None, 1.0, 0, torch.float32, "none", [], ""
+        )
+        return bool(torch.all(out == 16))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False

@@ -39,7 +39,7 @@ from torch import nn
 
 from gemvec.model.fused import FUSED_MIN_ROWS, FusedOp
 from gemvec.model.quantize import ROTATION_BLOCK, QuantizedWeight, quantize  # 128 divides 768 and 1152
-from gemvec.precision import cpu_int8_dot_products
+from gemvec.precision import cpu_int8_dot_products, onednn_int8_available
 
 INT8_MAX = 127
 UNSIGNED_OFFSET = 128  # signed codes + 128 = unsigned codes with zero point 128 (VNNI's operands)
@@ -114,19 +114,6 @@ def int8_kernel(device: torch.device) -> str:
 def activation_offset(kernel: str) -> int:
     """What a kernel's activation codes carry: +128 as uint8 for VNNI's unsigned-by-signed one."""
     return UNSIGNED_OFFSET if kernel == "onednn-unsigned" else 0
-
-
-@functools.cache
-def onednn_int8_available() -> bool:
-    """Whether this PyTorch has oneDNN's int8 linear (x86 builds) and it runs here."""
-    try:
-        codes = torch.ones(8, 16, dtype=torch.int8)
-        packed = torch.ops.onednn.qlinear_prepack(codes, None)
-        ones = torch.ones(2, 16, dtype=torch.int8)
-        out = _onednn_linear(ones, packed, torch.ones(8), torch.zeros(8, dtype=torch.int32), torch.float32)
-        return bool(torch.all(out == 16))
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
 
 
 def _onednn_linear(
