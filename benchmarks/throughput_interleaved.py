@@ -6,8 +6,9 @@ batch 32 moved between 1.7 and 2.2 over four runs of the same code. Here every c
 the same texts (speed.py's workloads, document prompt) in turn, round after round, in one
 process with one thread count: a burst of load hits all of them. Best round of each, tokens
 per second (speed.py's count: the texts' tokens) and the ratios to ST float32 and bfloat16.
-``gemvec-<precision>-plain`` is gemvec with its compiled loops (gemvec.model.fused) switched
-off; where it ran, ``x plain`` is the compiled loops' gain. Batch size 1 is a stream of single
+``gemvec-<precision>-plain`` is gemvec with its compiled loops (gemvec.model.fused) and native
+kernel (gemvec.model.rotate_quantize) switched off; where it ran, ``x plain`` is their gain.
+Batch size 1 is a stream of single
 queries.
 
     python benchmarks/throughput_interleaved.py --model $EMBEDDINGGEMMA_DIR --threads 1 \\
@@ -33,6 +34,7 @@ from speed import workloads  # noqa: E402
 
 from gemvec import Embedder  # noqa: E402
 from gemvec.model.fused import FusedOp  # noqa: E402
+from gemvec.model.rotate_quantize import NativeKernel  # noqa: E402
 from gemvec.precision import cpu_flags  # noqa: E402
 from gemvec.tokenizer import TextTokenizer  # noqa: E402
 
@@ -53,7 +55,7 @@ def encoder(name: str, model: str) -> Callable[[list[str], int], object]:
         print(f"{name}: the compiled loops did not build or were refused; it runs the plain ops")
 
     def encode(texts: list[str], batch_size: int) -> object:
-        FusedOp.enabled = fused
+        FusedOp.enabled = NativeKernel.enabled = fused
         return embedder.encode_document(texts, batch_size=batch_size)
 
     return encode

@@ -15,8 +15,9 @@ zero point of 128 (VNNI multiplies unsigned by signed: oneDNN falls back to its 
 kernel, thousands of times slower, for signed ones); on a GPU ``torch._int_mm``. On other CPUs (AVX2 only,
 Arm) the int8 kernels' sums are wrong (AVX2 saturates pairs of products at 16 bits), so the
 codes are multiplied in float32, exactly (sums stay below 2^24), at float32's speed.
-Quantising a large batch's rows is one fused pass with ``torch.compile`` where it can build
-it; small batches (a query) quantise with plain ops, whose per-call cost is lower.
+Rotating and quantising the rows is one native pass (:mod:`gemvec.model.rotate_quantize`)
+where a C compiler is at hand; otherwise a matmul by the Hadamard blocks, then for a large batch
+one fused ``torch.compile`` loop, for a small one (a query) plain ops, whose per-call cost is lower.
 
 Outliers: a token's largest value is typically 10-30 times its root mean square (in the MLP's
 down projection one channel can hold nearly all of a token's energy), so per-token int8 leaves
@@ -39,6 +40,7 @@ from torch import nn
 
 from gemvec.model.fused import FUSED_MIN_ROWS, FusedOp
 from gemvec.model.quantize import ROTATION_BLOCK, QuantizedWeight, quantize  # 128 divides 768 and 1152
+from gemvec.model.rotate_quantize import native_rotate_quantize
 from gemvec.precision import cpu_int8_dot_products, onednn_int8_available
 
 INT8_MAX = 127
@@ -79,6 +81,19 @@ def rotate_weight(weight: torch.Tensor) -> torch.Tensor:
     """(N, K) weight ``W`` -> ``W B / b`` in float32, so that ``(x B)(W B / b)^T = x W^T``."""
     size = rotation_block(weight.shape[1])
     return rotate(weight.float(), _hadamard(size)) / size
+
+
+def quantize_rotated(weight: torch.Tensor) -> QuantizedWeight:
+    """int8 per-row codes of :func:`rotate_weight` of a float (N, K) weight, in one native pass
+    where the kernel is built (the rotation's 1/b is a power of two: it goes to the scales
+    exactly), else with torch ops."""
+    weight = weight.float().contiguous()
+    block = rotation_block(weight.shape[1])
+    native = native_rotate_quantize(weight, block, 0)
+    if native is None:
+        return quantize(rotate_weight(weight), 8)
+    codes, scales = native
+    return QuantizedWeight(codes, scales.view(-1) / block, 8)
 
 
 def quantize_rows(x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +156,7 @@ class Int8ComputeLinear(nn.Module):
         if weight.bits != 8:
             raise ValueError(f"int8 compute needs 8-bit weights, got {weight.bits}-bit")
         if not rotated:
-            weight = quantize(rotate_weight(weight.dequantize()), 8)
+            weight = quantize_rotated(weight.dequantize())
         # +-1 entries are exact in either activation dtype: one copy each, no cast per call
         self.register_buffer("rotation", hadamard(rotation_block(weight.shape[1])), persistent=False)
         self.register_buffer("rotation_bf16", self.rotation.to(torch.bfloat16), persistent=False)
@@ -176,7 +191,7 @@ class Int8ComputeLinear(nn.Module):
     @classmethod
     def from_float(cls, weight: torch.Tensor) -> Int8ComputeLinear:
         """From a float (N, K) weight: rotated, then quantised per row (one rounding)."""
-        return cls(quantize(rotate_weight(weight), 8))
+        return cls(quantize_rotated(weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, row_scales = self.unscaled(x)
@@ -185,9 +200,13 @@ class Int8ComputeLinear(nn.Module):
     def unscaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, K) rows -> the (T, N) output before each row's activation scale, and the (T, 1)
         scales: ``forward`` is their product, which a fused loop downstream can take in its pass."""
-        block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
         offset = activation_offset(self.kernel)
-        codes, row_scales = QUANTIZE_ROWS(rotate(x.reshape(-1, x.shape[-1]), block), offset)
+        rows = x.reshape(-1, x.shape[-1])
+        quantized = native_rotate_quantize(rows, self.rotation.shape[0], offset)
+        if quantized is None:
+            block = self.rotation_bf16 if x.dtype == torch.bfloat16 else self.rotation.to(x.dtype)
+            quantized = QUANTIZE_ROWS(rotate(rows, block), offset)
+        codes, row_scales = quantized
         if self.onednn:
             out = _onednn_linear(codes, self.weight_t, self.scales, self.zero_points, x.dtype)
         elif self.kernel == "float":
