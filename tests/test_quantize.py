@@ -184,12 +184,30 @@ def test_default_precision_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     # int8 dot products without native bf16 (Cascade/Ice Lake, AVX-VNNI clients): int8-dynamic
     assert default_precision({"avx2", "avx512f", "avx512_vnni"}) is Precision.INT8_DYNAMIC
     assert default_precision({"avx2", "avx_vnni"}) is Precision.INT8_DYNAMIC
-    # with native bf16 as well, bfloat16 (int8-dynamic no faster on batches, slower for one query)
-    assert default_precision({"avx512_bf16", "avx512_vnni", "amx_int8", "amx_bf16"}) is Precision.BFLOAT16
-    assert default_precision({"avx512_bf16", "avx512_vnni"}) is Precision.BFLOAT16
+    # AMX: bfloat16 (int8-dynamic not yet measured there with the native kernel)
+    amx = {"avx512_bf16", "avx512_vnni", "amx_int8", "amx_bf16"}
+    assert default_precision(amx, native_kernel=True) is Precision.BFLOAT16
+    # AVX512-BF16 + VNNI: int8-dynamic where its native kernel builds, else bfloat16 (as fast on
+    # batches, faster for one query than int8-dynamic's torch-op rotation)
+    zen4 = {"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}
+    assert default_precision(zen4, native_kernel=True) is Precision.INT8_DYNAMIC
+    assert default_precision(zen4, native_kernel=False) is Precision.BFLOAT16
+    # VNNI without native bf16: int8-dynamic with or without the kernel
+    assert default_precision({"avx2", "avx_vnni"}, native_kernel=False) is Precision.INT8_DYNAMIC
+    # the machine's own answer: no kernel without a compiler or with GEMVEC_COMPILE=0
+    monkeypatch.setenv("GEMVEC_COMPILE", "0")
+    assert not gemvec.precision.native_kernel_possible()
+    assert default_precision(zen4) is Precision.BFLOAT16
+    monkeypatch.setenv("GEMVEC_COMPILE", "1")
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert not gemvec.precision.native_kernel_possible()
+    monkeypatch.undo()
+    monkeypatch.delenv("GEMVEC_PRECISION", raising=False)
     # a PyTorch without oneDNN's int8 linear would run int8-dynamic's exact float path: float32
     monkeypatch.setattr(gemvec.precision, "onednn_int8_available", lambda: False)
     assert default_precision({"avx2", "avx512f", "avx512_vnni"}) is Precision.FLOAT32
+    assert default_precision(zen4, native_kernel=True) is Precision.BFLOAT16
     monkeypatch.setenv("GEMVEC_PRECISION", "int8")
     assert default_precision({"amx_bf16"}) is Precision.INT8
     monkeypatch.setenv("GEMVEC_PRECISION", "float16")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import sys
 from enum import Enum
 
 import torch
@@ -142,23 +144,34 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-def default_precision(flags: set[str] | None = None, device: torch.device | None = None) -> Precision:
-    """``$GEMVEC_PRECISION`` if set; else bfloat16 on a CUDA GPU or on CPUs with native bf16
-    math; else int8-dynamic on CPUs with int8 dot products (VNNI) and oneDNN's int8 linear;
-    else float32.
+def default_precision(
+    flags: set[str] | None = None, device: torch.device | None = None, native_kernel: bool | None = None
+) -> Precision:
+    """``$GEMVEC_PRECISION`` if set; else bfloat16 on a CUDA GPU; on CPUs, by their flags (this
+    CPU's, or ``flags``) and whether gemvec's native rotate-and-quantise kernel can be built
+    (:func:`native_kernel_possible`, or ``native_kernel``):
+
+    - AMX: bfloat16.
+    - Native bf16 (AVX512-BF16) and VNNI: int8-dynamic where the native kernel builds, else
+      bfloat16.
+    - VNNI without native bf16 (AVX512-VNNI: Cascade/Ice Lake; AVX-VNNI: Alder Lake and later
+      clients): int8-dynamic.
+    - Otherwise (AVX2 only) float32.
+    int8-dynamic needs PyTorch's oneDNN int8 linear; without it, the float choice.
 
     Each choice is the fastest precision that is faithful (worst cosine to float32 >= 0.995,
     within 0.5 point of it on all 70 evaluation datasets) on that CPU (BENCHMARKS.md, issue 19):
-    - Native bf16 (AMX or AVX512-BF16) makes bfloat16 matmuls several times as fast as float32.
-      int8-dynamic is no faster there on batches (its rotation and quantisation passes eat
-      the int8 matmul's gain) and slower on a single query.
-    - With VNNI but no native bf16 (Cascade/Ice Lake: AVX512-VNNI; Alder Lake and later
-      clients: AVX-VNNI) int8-dynamic multiplies int8 at several times float32's rate: 1.7x
-      float32's batch throughput and 2.6x its single-query rate on AVX512-VNNI, measured with
-      this project's AMX machine capped to those instruction sets (``benchmarks/isa_cap.py``),
-      not yet on such a CPU. bfloat16 would compute its matmuls in float32 there.
-    - Without either (AVX2 only) int8 matmuls would return wrong sums (int8-dynamic computes
-      exactly in float32 there, no faster) and bfloat16 runs at float32's speed: float32.
+    - AVX512-BF16 + VNNI (an AMD EPYC, measured): with the native kernel int8-dynamic runs
+      1.33x bfloat16's batch throughput and answers one query as fast or faster (p50 1.08-1.11x
+      lower); without it, its Hadamard rotation and quantisation (torch ops) eat the int8
+      matmul's gain: 1.17x on batches, 15% slower on one query.
+    - AMX: bfloat16 was as fast on batches and faster on one query than int8-dynamic before the
+      native kernel; not yet measured with it.
+    - VNNI without native bf16: int8-dynamic is 1.7x float32's batch throughput and 2.6x its
+      single-query rate with AVX512-VNNI even without the kernel (this project's AMX machine with
+      its instruction sets capped, ``benchmarks/isa_cap.py``); bfloat16 would compute in float32.
+    - AVX2 only: int8 matmuls would return wrong sums (int8-dynamic computes exactly in float32
+      there, no faster) and bfloat16 runs at float32's speed.
     int8/int4 save memory, not time (weights are dequantised to float32): never automatic.
     """
     chosen = os.environ.get(PRECISION_ENV)
@@ -166,13 +179,31 @@ def default_precision(flags: set[str] | None = None, device: torch.device | None
         return parse_precision(chosen)
     if device is not None and device.type == "cuda":
         return Precision.BFLOAT16
-    native_bf16 = cpu_has_native_bf16() if flags is None else has_native_bf16(flags)
-    if native_bf16:
+    flags = cpu_flags() if flags is None else flags
+    dots = int8_dot_products(flags)
+    int8 = dots is not None and onednn_int8_available()
+    if has_native_bf16(flags):
+        if dots == "vnni" and int8 and (native_kernel_possible() if native_kernel is None else native_kernel):
+            return Precision.INT8_DYNAMIC
         return Precision.BFLOAT16
-    dots = cpu_int8_dot_products() if flags is None else int8_dot_products(flags)
-    if dots is not None and onednn_int8_available():
-        return Precision.INT8_DYNAMIC
-    return Precision.FLOAT32
+    return Precision.INT8_DYNAMIC if int8 else Precision.FLOAT32
+
+
+COMPILE_ENV = "GEMVEC_COMPILE"  # "0": no code compiled at run time (compiled loops, native kernel)
+
+
+def c_compiler() -> str | None:
+    """The C compiler gemvec builds its native kernel with: ``$CC``, else ``cc``, else ``gcc``."""
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+
+
+def native_kernel_possible() -> bool:
+    """Whether gemvec's native kernels can be built here: Linux, a C compiler, not switched off."""
+    return (
+        sys.platform.startswith("linux")
+        and os.environ.get(COMPILE_ENV, "1") != "0"
+        and c_compiler() is not None
+    )
 
 
 @functools.cache

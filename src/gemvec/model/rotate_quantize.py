@@ -3,9 +3,9 @@
 Before each int8 matmul, :class:`~gemvec.model.int8_compute.Int8ComputeLinear` rotates the
 activation rows by block-diagonal Hadamard matrices and quantises each row to int8. Done with
 torch ops, the rotation is a dense (rows·K/128, 128) x (128, 128) matmul — 128 multiply-adds
-per value — and the quantisation a few more passes over memory: together about as long as the
-int8 matmul they feed (a sixth of a 32-text batch's time on an AVX512-VNNI CPU, a seventh of a
-single query's: ``BENCHMARKS.md``, issue 19, fifth pass). A fast Walsh-Hadamard transform
+per value — and the quantisation a few more passes over memory: a sixth of a 32-text batch's
+time and a fifth of a single query's on an AVX512-VNNI CPU, a third of the int8 matmul's
+(``BENCHMARKS.md``, issue 19, fifth pass). A fast Walsh-Hadamard transform
 needs ~20 additions per value, and the whole step is one read of the row and one write of its
 codes, so it is written here in C, compiled once per machine with the system's C compiler and
 loaded with ctypes.
@@ -30,7 +30,6 @@ import functools
 import hashlib
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import torch
 
 from gemvec.home import cache_home
 from gemvec.model.openmp import loaded_libgomps
-from gemvec.precision import cpu_flags
+from gemvec.precision import COMPILE_ENV, c_compiler, cpu_flags
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class NativeKernel:
     (A build takes a second, in the calling thread; the test suite keeps it on while it switches
     the compiled loops' background builds off.)"""
 
-    enabled: ClassVar[bool] = os.environ.get("GEMVEC_COMPILE", "1") != "0"
+    enabled: ClassVar[bool] = os.environ.get(COMPILE_ENV, "1") != "0"
 
 
 MAX_WIDTH = 16384  # a row is rotated in a stack buffer of this many floats at most
@@ -195,7 +194,7 @@ def _kernel():
 def _built_library() -> Path:
     """The compiled kernel for this source, compiler flags, CPU and torch's libgomp: built
     once into the cache folder (atomically, so concurrent processes may race harmlessly)."""
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    compiler = c_compiler()
     libgomps = [path for path in loaded_libgomps() if "torch" in path]
     if compiler is None:
         raise RuntimeError("no C compiler (cc or gcc) on PATH")
