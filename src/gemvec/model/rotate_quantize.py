@@ -5,10 +5,11 @@ activation rows by block-diagonal Hadamard matrices and quantises each row to in
 torch ops, the rotation is a dense (rows·K/128, 128) x (128, 128) matmul — 128 multiply-adds
 per value — and the quantisation a few more passes over memory: a sixth of a 32-text batch's
 time and a fifth of a single query's on an AVX512-VNNI CPU, a third of the int8 matmul's
-(``BENCHMARKS.md``, issue 19, fifth pass). A fast Walsh-Hadamard transform
-needs ~20 additions per value, and the whole step is one read of the row and one write of its
-codes, so it is written here in C, compiled once per machine with the system's C compiler and
-loaded with ctypes.
+(``BENCHMARKS.md``, issue 19, fifth pass). A fast Walsh-Hadamard transform needs 7 additions
+per value, and the whole step is one read of the row and one write of its codes, so it is
+written here in C (GCC's vector extensions: torch's OpenMP runtime is GNU's anyway), compiled
+once per machine with the system's C compiler and loaded with ctypes
+(``benchmarks/rotate_quantize_kernel.py`` times it against the torch ops).
 
 Numerics: the rows are rotated in float32 (the torch path rounds the rotated rows to the
 activation dtype first), then quantised exactly as :func:`~gemvec.model.int8_compute.quantize_rows`
@@ -60,13 +61,20 @@ C_SOURCE = r"""
 #include <string.h>
 #include <math.h>
 
-/* (-1)^popcount(i & j): the 16x16 Sylvester Hadamard matrix, the first four butterfly stages. */
-static float H16[16][16] __attribute__((aligned(64)));
+#pragma GCC diagnostic ignored "-Wpsabi"  /* 64-byte vectors on CPUs without AVX-512: inlined */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+#define PERM(h) {0^h, 1^h, 2^h, 3^h, 4^h, 5^h, 6^h, 7^h, 8^h, 9^h, 10^h, 11^h, 12^h, 13^h, 14^h, 15^h}
+#define S(j, h) (((j) & (h)) ? -1.0f : 1.0f)
+#define SIGN(h) {S(0,h), S(1,h), S(2,h), S(3,h), S(4,h), S(5,h), S(6,h), S(7,h), \
+                 S(8,h), S(9,h), S(10,h), S(11,h), S(12,h), S(13,h), S(14,h), S(15,h)}
+static const v16si P1 = PERM(1), P2 = PERM(2), P4 = PERM(4), P8 = PERM(8);
+static const v16sf S1 = SIGN(1), S2 = SIGN(2), S4 = SIGN(4), S8 = SIGN(8);
 
-__attribute__((constructor)) static void init_h16(void) {
-    for (int i = 0; i < 16; ++i)
-        for (int j = 0; j < 16; ++j)
-            H16[i][j] = (__builtin_popcount(i & j) & 1) ? -1.0f : 1.0f;
+/* A butterfly stage on 16 values in registers: x[j] + x[j^h] where bit h of j is clear,
+   x[j^h] - x[j] where it is set (GCC's vector extensions: a permute and a multiply-add). */
+static inline v16sf stage(v16sf x, v16si partner, v16sf sign) {
+    return __builtin_shuffle(x, partner) + sign * x;
 }
 
 static void butterfly(float *restrict low, float *restrict high, int64_t h) {
@@ -87,15 +95,11 @@ static void hadamard_blocks(float *restrict v, int64_t width, int64_t block) {
         butterflies(v, width, 1, block);
         return;
     }
-    for (int64_t c = 0; c < width; c += 16) {
-        float in[16], out[16] __attribute__((aligned(64))) = {0};
-        memcpy(in, v + c, sizeof in);
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i) {     /* one 16-wide multiply-add per input value */
-#pragma GCC ivdep
-            for (int j = 0; j < 16; ++j) out[j] += H16[i][j] * in[i];
-        }
-        memcpy(v + c, out, sizeof out);
+    for (int64_t c = 0; c < width; c += 16) {  /* stages 1, 2, 4, 8 */
+        v16sf x;
+        memcpy(&x, v + c, sizeof x);
+        x = stage(stage(stage(stage(x, P1, S1), P2, S2), P4, S4), P8, S8);
+        memcpy(v + c, &x, sizeof x);
     }
     butterflies(v, width, 16, block);
 }
