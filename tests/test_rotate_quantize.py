@@ -79,3 +79,17 @@ def test_a_failed_build_is_logged_and_falls_back(monkeypatch, caplog) -> None:
         assert "no C compiler" in caplog.text
     finally:
         rotate_quantize._kernel.cache_clear()
+
+
+def test_a_failed_compile_logs_what_the_compiler_said(monkeypatch, caplog, tmp_path) -> None:
+    if not NATIVE_EXPECTED:
+        pytest.skip("needs Linux and a C compiler")
+    rotate_quantize._kernel.cache_clear()
+    monkeypatch.setenv("GEMVEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(rotate_quantize, "C_SOURCE", "this is not C;")
+    try:
+        with caplog.at_level("INFO", logger="gemvec.model.rotate_quantize"):
+            assert native_rotate_quantize(torch.randn(2, 128), 128, 0) is None
+        assert "returned non-zero exit status" in caplog.text and "error" in caplog.text
+    finally:
+        rotate_quantize._kernel.cache_clear()

@@ -184,7 +184,10 @@ def _kernel():
     try:
         library = ctypes.CDLL(str(_built_library()))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        log.info("native rotate-and-quantise kernel unavailable (%s); using torch ops", error)
+        detail = getattr(error, "stderr", None) or b""  # a failed compile: the compiler's last words
+        detail = detail.decode(errors="replace").strip()[-500:] if isinstance(detail, bytes) else ""
+        log.info("native rotate-and-quantise kernel unavailable (%s)%s; using torch ops", error,
+                 f": {detail}" if detail else "")  # fmt: skip
         return None
     function = library.gemvec_rotate_quantize
     function.restype = ctypes.c_int
