@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import pytest
@@ -11,8 +10,9 @@ import torch
 from gemvec.model import rotate_quantize
 from gemvec.model.int8_compute import hadamard, quantize_rows, rotation_block
 from gemvec.model.rotate_quantize import NativeKernel, native_rotate_quantize
+from gemvec.precision import c_compiler
 
-NATIVE_EXPECTED = sys.platform.startswith("linux") and shutil.which("cc") is not None
+NATIVE_EXPECTED = sys.platform.startswith("linux") and c_compiler() is not None
 
 
 def exact_reference(x: torch.Tensor, block: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:

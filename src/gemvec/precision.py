@@ -179,10 +179,10 @@ def default_precision(
         return parse_precision(chosen)
     if device is not None and device.type == "cuda":
         return Precision.BFLOAT16
-    flags = cpu_flags() if flags is None else flags
-    dots = int8_dot_products(flags)
+    dots = cpu_int8_dot_products() if flags is None else int8_dot_products(flags)
     int8 = dots is not None and onednn_int8_available()
-    if has_native_bf16(flags):
+    native_bf16 = cpu_has_native_bf16() if flags is None else has_native_bf16(flags)
+    if native_bf16:
         if dots == "vnni" and int8 and (native_kernel_possible() if native_kernel is None else native_kernel):
             return Precision.INT8_DYNAMIC
         return Precision.BFLOAT16
