@@ -6,8 +6,9 @@ batch 32 moved between 1.7 and 2.2 over four runs of the same code. Here every c
 the same texts (speed.py's workloads, document prompt) in turn, round after round, in one
 process with one thread count: a burst of load hits all of them. Best round of each, tokens
 per second (speed.py's count: the texts' tokens) and the ratios to ST float32 and bfloat16.
-``gemvec-<precision>-plain`` is gemvec with its compiled loops (gemvec.model.fused) and native
-kernel (gemvec.model.rotate_quantize) switched off; where it ran, ``x plain`` is their gain.
+``gemvec-<precision>-plain`` is gemvec with its compiled loops (gemvec.model.fused), native
+kernel (gemvec.model.rotate_quantize) and stacked attention (gemvec.model.attention) switched
+off; where it ran, ``x plain`` is their gain. ``-flash`` switches off the stacked attention only.
 Batch size 1 is a stream of single
 queries.
 
@@ -50,9 +51,12 @@ def encoder(name: str, model: str) -> Callable[[list[str], int], object]:
         st = SentenceTransformer(model, device="cpu", model_kwargs={"torch_dtype": dtype})
         return lambda texts, batch_size: st.encode_document(texts, batch_size=batch_size)
     fused = not precision.endswith("-plain")
-    embedder = Embedder.load(model, precision.removesuffix("-plain"))
+    embedder = Embedder.load(model, precision.removesuffix("-plain").removesuffix("-flash"))
     if fused and not embedder.build_fused_loops():
         print(f"{name}: the compiled loops did not build or were refused; it runs the plain ops")
+    if not fused or precision.endswith("-flash"):
+        for layer in embedder.encoder.layers:
+            layer.self_attn.rounded_scores = False  # SDPA's flash attention throughout
 
     def encode(texts: list[str], batch_size: int) -> object:
         FusedOp.enabled = NativeKernel.enabled = fused

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gemvec.model.attention import flash_attention, stacked_attention, stacked_attention_applies
 from gemvec.model.config import Gemma3TextConfig
 from gemvec.model.fused import FusedOp
 from gemvec.model.int8_compute import Int8ComputeLinear
@@ -225,8 +226,13 @@ class Rotation:
 
 
 class Attention(nn.Module):
-    def __init__(self, w: dict[str, torch.Tensor], config: Gemma3TextConfig, make_linear) -> None:
+    def __init__(
+        self, w: dict[str, torch.Tensor], config: Gemma3TextConfig, make_linear, rounded_scores: bool = False
+    ) -> None:
+        """``rounded_scores``: attention may take bf16-rounded scores for speed
+        (:mod:`gemvec.model.attention`; int8-dynamic)."""
         super().__init__()
+        self.rounded_scores = rounded_scores
         self.num_heads, self.num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = config.head_dim
         self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
@@ -261,16 +267,12 @@ class Attention(nn.Module):
 
     def _attend(self, qkv: torch.Tensor, layout: TokenLayout, mask: torch.Tensor | None) -> torch.Tensor:
         """One group's (T_g, q+k+v) rows -> attention output rows (T_g, Nq·D), on its padded grid."""
-        batch, length = layout.batch, layout.length
-        q, k, v = layout.pad(qkv).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, Nq, L, D)
-        k = k.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Nkv, L, D)
-        v = v.view(batch, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        # grouped-query attention: each k/v head serves num_heads / num_kv_heads query heads
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, scale=self.scale, enable_gqa=self.num_heads != self.num_kv_heads
-        )  # (B, Nq, L, D)
-        return layout.unpad(out.transpose(1, 2).reshape(batch, length, self.q_size))
+        q, k, v = layout.pad(qkv).split([self.q_size, self.kv_size, self.kv_size], dim=-1)  # (B, L, ·)
+        if self.rounded_scores and stacked_attention_applies(q, self.num_kv_heads, mask):
+            out = stacked_attention(q, k, v, mask, self.scale)
+        else:
+            out = flash_attention(q, k, v, mask, self.scale, self.num_kv_heads)
+        return layout.unpad(out)
 
 
 class MLP(nn.Module):
@@ -285,11 +287,18 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, w: dict[str, torch.Tensor], config: Gemma3TextConfig, layer_type: str, make_linear):
+    def __init__(
+        self,
+        w: dict[str, torch.Tensor],
+        config: Gemma3TextConfig,
+        layer_type: str,
+        make_linear,
+        rounded_scores: bool = False,
+    ):
         super().__init__()
         eps = config.rms_norm_eps
         self.is_sliding = layer_type == "sliding_attention"
-        self.self_attn = Attention(_sub(w, "self_attn."), config, make_linear)
+        self.self_attn = Attention(_sub(w, "self_attn."), config, make_linear, rounded_scores)
         self.mlp = MLP(_sub(w, "mlp."), make_linear)
         self.input_layernorm = RMSNorm(w["input_layernorm"], eps)
         self.post_attention_layernorm = RMSNorm(w["post_attention_layernorm"], eps)
@@ -337,7 +346,8 @@ class Gemma3Encoder(nn.Module):
 
         ``int8_compute``: linear layers multiply int8 activations by int8 weights
         (:mod:`gemvec.model.int8_compute`); the weights are int8 (``quantize_bits`` 8), and
-        ``rotated`` says whether quantised ones were saved in its rotated basis already."""
+        ``rotated`` says whether quantised ones were saved in its rotated basis already; its
+        attention may round the scores to bf16 (:mod:`gemvec.model.attention`)."""
         super().__init__()
         self.config, self.dtype = config, dtype
 
@@ -380,7 +390,11 @@ class Gemma3Encoder(nn.Module):
         self.embed_scale = torch.tensor(math.sqrt(config.hidden_size)).to(dtype)
         self.layers = nn.ModuleList(
             DecoderLayer(
-                _sub(weights, f"layers.{i}."), config, layer_type, functools.partial(make_linear, layer=i)
+                _sub(weights, f"layers.{i}."),
+                config,
+                layer_type,
+                functools.partial(make_linear, layer=i),
+                rounded_scores=int8_compute,
             )
             for i, layer_type in enumerate(config.layer_types)
         )
