@@ -12,12 +12,13 @@ projection wants back: no transposes.
 The cost: the scores leave the bf16 matmul rounded to bf16 (as in the reference's eager
 attention in bf16), and are scaled in bf16 (exact for EmbeddingGemma's 1/16); flash attention
 keeps them in float32. So only int8-dynamic uses it, whose quantisation error (1 - cosine to
-float32: 6e-4) is 25 times what the rounding adds in bfloat16 (2e-5). On the 254 calibration texts of ``benchmarks/int4_plan.py`` its cosine to float32 went
-from mean 0.99941 / worst 0.99790 to 0.99938 / 0.99634 (one Urdu text; in bfloat16 the same
-scores move that text by 3e-5, int8 amplifies it), every evaluation dataset re-run stayed
-within 0.5 point of float32, and its batch throughput rose 11-12% (BENCHMARKS.md, "Issue 19,
-sixth pass"). Float32 scores in the same matmuls keep flash attention's figures but gained
-only 6%. bfloat16 keeps flash attention (4% faster with bf16 scores, its error up by a third).
+float32: 6e-4) is 25 times what the rounding adds in bfloat16 (2e-5). On the 254 calibration
+texts of ``benchmarks/int4_plan.py`` its cosine to float32 went from mean 0.99941 / worst
+0.99790 to 0.99938 / 0.99634 (one Urdu text; in bfloat16 the same scores move that text by 3e-5,
+int8 amplifies it), every evaluation dataset re-run stayed within 0.5 point of float32, and its
+batch throughput rose 9-12% (BENCHMARKS.md, "Issue 19, sixth pass"). Float32 scores in the same
+matmuls keep flash attention's figures but gained only 6%. bfloat16 keeps flash attention (4%
+faster with bf16 scores, its error up by a third).
 Tiny grids (a single query) and grids whose masks are more than padded keys take flash
 attention as well.
 """
