@@ -28,14 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results" / "eval_quality.jsonl"
 # int4 became a mixed 4/8-bit plan (issue 19): its rows have a file of their own, and RESULTS'
-# earlier int4 rows (every weight round-to-nearest 4-bit but attention) show as "int4-rtn".
+# earlier int4 rows (every weight round-to-nearest 4-bit but attention) show as "int4-rtn". Then
+# its table became a fitted codebook: that file's rows (uniform groups of 16) show as "int4-g16".
 INT4_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int4.jsonl"
+INT4_CODEBOOK_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int4_codebook.jsonl"
 # Likewise int8-dynamic computes in a rotated basis since issue 19's last round: RESULTS' earlier
 # int8-dynamic rows (no rotation) show as "int8-dynamic-unrotated".
 INT8_DYNAMIC_RESULTS = ROOT / "benchmarks" / "results" / "eval_quality_int8_dynamic.jsonl"
+# Per precision, the files of its revisions, oldest first, each with the label that the rows
+# before it take (a run writes to the newest file).
 REVISED = {
-    "int4": (INT4_RESULTS, "int4-rtn"),
-    "int8-dynamic": (INT8_DYNAMIC_RESULTS, "int8-dynamic-unrotated"),
+    "int4": [(INT4_RESULTS, "int4-rtn"), (INT4_CODEBOOK_RESULTS, "int4-g16")],
+    "int8-dynamic": [(INT8_DYNAMIC_RESULTS, "int8-dynamic-unrotated")],
 }
 DIMS = (768, 512, 256, 128)
 
@@ -118,12 +122,14 @@ PRECISION_ORDER = [
     "int8-dynamic-unrotated",
     "int8",
     "int4",
+    "int4-g16",
     "int4-rtn",
 ]
 SHORT = {
     "float32": "fp32",
     "bfloat16": "bf16",
     "int4-rtn": "int4 before",
+    "int4-g16": "int4 g16",
     "int8-dynamic-unrotated": "int8-dyn unrotated",
 }
 
@@ -182,10 +188,11 @@ def read_rows(path: Path) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     if path != RESULTS:
         return rows
-    for precision, (revised, earlier) in REVISED.items():
-        if revised.exists():
-            rows = [r | {"precision": earlier} if r["precision"] == precision else r for r in rows]
-            rows += [json.loads(line) for line in revised.read_text(encoding="utf-8").splitlines()]
+    for precision, revisions in REVISED.items():
+        for revised, earlier in revisions:
+            if revised.exists():
+                rows = [r | {"precision": earlier} if r["precision"] == precision else r for r in rows]
+                rows += [json.loads(line) for line in revised.read_text(encoding="utf-8").splitlines()]
     return rows
 
 
@@ -215,7 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.out is None:
         revised = REVISED.get(parse_precision(args.precision).value) if not args.table else None
-        args.out = revised[0] if revised else RESULTS
+        args.out = revised[-1][0] if revised else RESULTS
     if args.table:
         print(table(args.out))
         return

@@ -36,20 +36,49 @@ def test_round_trip_error_is_bounded_per_row(bits: int, tolerance: float) -> Non
     torch.testing.assert_close(quantize(weight, bits).dequantize(rows), restored[rows])
 
 
-def test_int4_scales_are_float16_of_least_error_and_old_float32_groups_of_32_still_read() -> None:
+def uniform_int4(weight: torch.Tensor, group: int, scale_dtype: torch.dtype) -> QuantizedWeight:
+    """The int4 of formats 1-2: the integers -8..7 times absmax / 7 of each group."""
+    rows, cols = weight.shape
+    grouped = weight.view(rows, cols // group, group)
+    scales = (grouped.abs().amax(-1) / 7).to(scale_dtype)
+    values = (grouped / scales.float()[..., None]).round().clamp(-8, 7).to(torch.int16) + 8
+    values = values.view(rows, cols // 2, 2)
+    return QuantizedWeight((values[..., 0] | (values[..., 1] << 4)).to(torch.uint8), scales, 4)
+
+
+def test_int4_is_a_codebook_with_8_bit_group_scales_and_old_uniform_groups_still_read() -> None:
     weight = torch.randn(64, 96, generator=torch.Generator().manual_seed(1))
     new = quantize(weight, 4)
-    assert new.scales.dtype == torch.float16 and new.scales.shape == (64, 96 // 16)
-    grouped = weight.view(64, 3, 32)  # the format-1 scheme: round-to-nearest, absmax / 7, groups of 32
+    assert new.scales.dtype == torch.uint8 and new.scales.shape == (64, 96 // 8)
+    assert new.row_scales.shape == (64,) and new.codebook.shape == (16,)
+    old = uniform_int4(weight, 32, torch.float32)  # format 1
+    grouped = weight.view(64, 3, 32)
     scales = grouped.abs().amax(-1) / 7
-    values = (grouped / scales[..., None]).round().clamp(-8, 7).to(torch.int16).view(64, 48, 2) + 8
-    old = QuantizedWeight((values[..., 0] | (values[..., 1] << 4)).to(torch.uint8), scales, 4)
     torch.testing.assert_close(
         old.dequantize(),
         (grouped / scales[..., None]).round().clamp(-8, 7).mul(scales[..., None]).view(64, 96),
     )
-    error = [(w.dequantize() - weight).pow(2).sum() / weight.pow(2).sum() for w in (new, old)]
+    # The same 5 bits a weight as format 2's groups of 16 with float16 scales, at less error.
+    error = [
+        (w.dequantize() - weight).pow(2).sum() / weight.pow(2).sum()
+        for w in (new, uniform_int4(weight, 16, torch.float16))
+    ]
     assert error[0] < 0.7 * error[1]
+    # Each group's scale is the candidate of least error: a search over fewer candidates (the
+    # same row scales) does no better on any group.
+    best = (new.dequantize() - weight).view(64, 12, 8).pow(2).sum(-1)
+    fewer = (plain_scales(weight).dequantize() - weight).view(64, 12, 8).pow(2).sum(-1)
+    assert (best <= fewer + 1e-6).all() and (best < fewer - 1e-6).any()
+
+
+def plain_scales(weight: torch.Tensor) -> QuantizedWeight:
+    """Codebook int4 whose groups choose between absmax over the top level and the row's scale."""
+    grid = quantize_module.INT4_SCALE_GRID
+    try:
+        quantize_module.INT4_SCALE_GRID = (max(grid), 1.0)  # max(grid) sets the row scale
+        return quantize(weight, 4)
+    finally:
+        quantize_module.INT4_SCALE_GRID = grid
 
 
 def test_int4_packs_two_values_a_byte() -> None:
@@ -87,7 +116,7 @@ def test_save_and_reload_without_requantising(tiny_model_dir: Path, tmp_path: Pa
     with pytest.raises(PrecisionError, match=f"holds {precision} weights"):
         Embedder.load(folder, "float32")
     bits = int(precision[3:])
-    assert manifest["format"] == 2 and manifest["plan"]["embed_tokens"] == bits
+    assert manifest["format"] == (2 if bits == 8 else 4) and manifest["plan"]["embed_tokens"] == bits
     assert stored_bits(folder) == planned(bits, layers=4) == {p: manifest["plan"][p] for p in PROJECTIONS}
 
 
@@ -152,9 +181,31 @@ def test_format_1_int4_folders_still_load(
     reloaded = Embedder.load(folder)
     assert reloaded.precision is Precision.INT4 and reloaded.encoder.layers[0].mlp.down_proj.bits == 4
     np.testing.assert_array_equal(reloaded.encode(TEXTS), quantised.encode(TEXTS))
-    (folder / "gemvec_quant.json").write_text(json.dumps(old | {"format": 4}))  # 3 is int8-dynamic's
+    (folder / "gemvec_quant.json").write_text(json.dumps(old | {"format": 5}))  # 4 is int4's codebook
     with pytest.raises(CheckpointError, match="newer gemvec"):
         Embedder.load(folder)
+
+
+def test_format_2_int4_folders_still_load(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Format 2 (issue 19's first int4): the table uniform int4 in groups of 16, float16 scales."""
+    from safetensors.torch import load_file, save_file
+
+    folder = Embedder.load(tiny_model_dir, "int4").save(tmp_path / "old")
+    tensors = load_file(folder / "model.safetensors")
+    for suffix in ("codes", "scales", "row_scales", "codebook"):
+        del tensors[f"embed_tokens.{suffix}"]
+    table = Embedder.load(tiny_model_dir, "float32").encoder.embed_tokens
+    old = uniform_int4(table.float(), 16, torch.float16)
+    tensors |= {"embed_tokens.codes": old.codes, "embed_tokens.scales": old.scales}
+    save_file(tensors, str(folder / "model.safetensors"))
+    manifest = json.loads((folder / "gemvec_quant.json").read_text())
+    manifest |= {"format": 2, "scheme": "symmetric", "group_size": 16}
+    (folder / "gemvec_quant.json").write_text(json.dumps(manifest))
+    reloaded = Embedder.load(folder)
+    rows = torch.tensor([0, 5, 17])
+    torch.testing.assert_close(reloaded.encoder.embed_tokens.index_select(0, rows), old.dequantize(rows))
+    float32 = Embedder.load(tiny_model_dir, "float32").encode(TEXTS)
+    assert (reloaded.encode(TEXTS) * float32).sum(axis=1).min() > 0.9
 
 
 def test_float32_save_round_trips_exactly(

@@ -200,7 +200,7 @@ def load_encoder_weights(
         name = _strip_prefix(stored)
         if bits and name.endswith(".codes"):
             by_name[name.removesuffix(".codes") + ".weight"] = stored
-        elif not (bits and name.endswith(".scales")):
+        elif not (bits and name.endswith((".scales", ".row_scales", ".codebook"))):
             by_name[name] = stored
     expected = expected_encoder_shapes(config)
     missing = sorted(set(expected) - set(by_name))
@@ -221,6 +221,12 @@ def load_encoder_weights(
                 raise CheckpointError(f"{folder}/model.safetensors has {stored} but no {scales}.")
             codes = file.tensor(stored)  # int8 codes are 8-bit, packed uint8 pairs 4-bit (mixed in int4)
             tensor = QuantizedWeight(codes, file.tensor(scales), 8 if codes.dtype == torch.int8 else 4)
+            codebook = stored.removesuffix(".codes") + ".codebook"
+            if codebook in file.names():  # format 4
+                row_scales = stored.removesuffix(".codes") + ".row_scales"
+                if row_scales not in file.names():
+                    raise CheckpointError(f"{folder}/model.safetensors has {codebook} but no {row_scales}.")
+                tensor.row_scales, tensor.codebook = file.tensor(row_scales), file.tensor(codebook)
         else:
             tensor = file.tensor(stored)
         if tuple(tensor.shape) != shape:
@@ -233,7 +239,7 @@ def load_encoder_weights(
     return weights, file
 
 
-QUANT_FORMATS = (1, 2, 3)  # 3: int8-dynamic's rotated weights (gemvec.model.save)
+QUANT_FORMATS = (1, 2, 3, 4)  # 3: int8-dynamic's rotated weights, 4: int4's codebook (gemvec.model.save)
 # The checkpoint tensors behind each fused projection of a layer.
 PROJECTION_PARTS = {
     "qkv": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),

@@ -361,7 +361,7 @@ class Gemma3Encoder(nn.Module):
             keeps most projections 8-bit)."""
             if isinstance(parts[0], QuantizedWeight):
                 module = quantized_linear(QuantizedWeight.cat(parts))
-                loaded = [t for p in parts for t in (p.codes, p.scales)]
+                loaded = [t for p in parts for t in p.parts().values()]
             else:
                 bits = planned_bits(quantize_bits, layer, projection) if quantize_bits else None
                 # always a copy (the file mapping can go); quantised from the float32 values
@@ -384,7 +384,7 @@ class Gemma3Encoder(nn.Module):
         # After each gather the table's pages are let go again: the kernel maps up to 64 KB of
         # page cache around every row a batch touches, which over many batches pulls most of
         # the 805 MB table into the process's RSS though only the gathered rows are needed.
-        self._table_parts = [table.codes, table.scales] if isinstance(table, QuantizedWeight) else [table]
+        self._table_parts = list(table.parts().values()) if isinstance(table, QuantizedWeight) else [table]
         self._release = release
         # The reference multiplies in the weight dtype: sqrt(768) becomes 27.75 in bfloat16.
         self.embed_scale = torch.tensor(math.sqrt(config.hidden_size)).to(dtype)

@@ -46,9 +46,8 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
             block = slice(start, start + rows)
             start += rows
             if isinstance(layer, QUANTIZED_LINEARS):
-                weight = layer.quantized
-                out[f"{name}{part}.codes"] = weight.codes[block].contiguous()
-                out[f"{name}{part}.scales"] = weight.scales[block].contiguous()
+                weight = layer.quantized.rows(block)
+                out.update({f"{name}{part}.{suffix}": t.clone() for suffix, t in weight.parts().items()})
             else:
                 out[f"{name}{part}.weight"] = layer.weight[block].float().contiguous()
 
@@ -72,8 +71,7 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
 
     table = encoder.embed_tokens
     if isinstance(table, QuantizedEmbedding):
-        quantized = table.quantized()
-        out["embed_tokens.codes"], out["embed_tokens.scales"] = quantized.codes, quantized.scales
+        out |= {f"embed_tokens.{suffix}": t for suffix, t in table.quantized().parts().items()}
     else:
         out["embed_tokens.weight"] = table.float()
     return {name: tensor.cpu().contiguous() for name, tensor in out.items()}  # a GPU model saves too
@@ -81,13 +79,16 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
 
 QUANT_FORMAT = 2
 ROTATED_FORMAT = 3  # the projections' weights are stored rotated (int8-dynamic); older gemvec refuses
+CODEBOOK_FORMAT = 4  # 4-bit weights index a stored codebook, with 8-bit group scales (int4)
 
 
 def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
     """What ``gemvec_quant.json`` records: the precision and, per projection kind, the bits of
     each layer as stored (format 2; format 1 had no plan: int4 meant attention 8-bit, MLP 4-bit).
     Format 3 adds ``rotation``: int8-dynamic's weights are stored as ``W B / 128`` for
-    block-diagonal 128x128 Hadamard ``B`` (:mod:`gemvec.model.int8_compute`)."""
+    block-diagonal 128x128 Hadamard ``B`` (:mod:`gemvec.model.int8_compute`). Format 4: 4-bit
+    weights are ``NAME.codes`` indexing ``NAME.codebook`` with ``NAME.scales`` 8-bit steps below
+    ``NAME.row_scales`` (:class:`gemvec.model.quantize.QuantizedWeight`)."""
     table = encoder.embed_tokens
     plan: dict[str, int | list[int]] = {
         "embed_tokens": table.bits if isinstance(table, QuantizedEmbedding) else 32
@@ -96,7 +97,7 @@ def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
         plan[projection] = [_bits(attribute(layer)) for layer in encoder.layers]
     manifest: dict = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": QUANT_FORMAT}
     if bits == 4:
-        manifest["group_size"] = INT4_GROUP
+        manifest |= {"group_size": INT4_GROUP, "scheme": "codebook", "format": CODEBOOK_FORMAT}
     if any(
         isinstance(attribute(layer), Int8ComputeLinear)
         for attribute in PROJECTION_MODULES.values()
