@@ -15,7 +15,7 @@ import gemvec.precision
 from gemvec import Embedder
 from gemvec.errors import CheckpointError, InputError, PrecisionError
 from gemvec.model import quantize as quantize_module
-from gemvec.model.quantize import PROJECTIONS, QuantizedWeight, planned_bits, quantize
+from gemvec.model.quantize import PROJECTIONS, QuantizedEmbedding, QuantizedWeight, planned_bits, quantize
 from gemvec.precision import Precision, default_precision
 
 TEXTS = ["Mars is the Red Planet.", "Le renard brun saute.", "日本語のテキスト", "word " * 40, ""]
@@ -88,6 +88,14 @@ def test_int4_packs_two_values_a_byte() -> None:
     joined = QuantizedWeight.cat([weight, weight])
     assert joined.shape == (16, 64)
     torch.testing.assert_close(joined.dequantize()[8:], weight.dequantize())
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_table_rows_quantised_when_gathered_match_the_whole_table_quantised(bits: int) -> None:
+    table = torch.randn(100, 64, generator=torch.Generator().manual_seed(2))
+    ids = torch.tensor([3, 7, 3, 99, 7, 0])  # repeated ids are quantised once
+    gathered = QuantizedEmbedding(table, bits).index_select(0, ids)
+    assert torch.equal(gathered, quantize(table, bits).dequantize(ids))
 
 
 @pytest.mark.parametrize(("precision", "min_cosine"), [("int8", 0.999), ("int4", 0.9)])
