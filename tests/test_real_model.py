@@ -93,10 +93,11 @@ def test_translations_are_nearest_neighbours(real_embedder: Embedder) -> None:
 
 
 # int8 meets issue 4's bound (>= 0.98 on every text). int4 (embedding table 4-bit, encoder 8-bit,
-# issue 19) measured 0.9955 at worst (Arabic) and 0.9983 on the 1,900-token text, mean 0.9987; its
-# MLP-4-bit predecessor was ~0.99 on sentences and 0.94 on the long text, mean ~0.975.
+# issue 19) measured 0.9965 at worst (Greek) and 0.9986 on the 1,900-token text, mean 0.9991,
+# with its codebook table; with uniform groups of 16, 0.9955 / 0.9983 / 0.9987; its MLP-4-bit
+# predecessor was ~0.99 on sentences and 0.94 on the long text, mean ~0.975.
 @pytest.mark.parametrize(
-    ("precision", "min_cosine", "mean_cosine"), [("int8", 0.98, 0.995), ("int4", 0.99, 0.997)]
+    ("precision", "min_cosine", "mean_cosine"), [("int8", 0.98, 0.995), ("int4", 0.993, 0.998)]
 )
 def test_quantised_weights_stay_close_to_float32(
     real_model_dir, real_embedder: Embedder, precision: str, min_cosine: float, mean_cosine: float
