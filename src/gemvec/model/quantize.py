@@ -8,7 +8,7 @@ cosine to float32 below 0.93 — so the saving here is memory, at float32 speed.
 - int4: 16 levels of a codebook fitted to the embedding table (:data:`INT4_CODEBOOK`) times an
   8-bit scale per group of ``INT4_GROUP`` input values (the scale of least squared error,
   :func:`quantize`), two values a byte — 5 bits a weight, as many as the uniform groups of 16
-  with float16 scales it replaced (folders of format 2), at 0.55x their squared error — the
+  with float16 scales it replaced (folders of format 2), at 0.54x their squared error — the
   embedding table (two thirds of the weights) and the encoder projections the int4 plan
   (:func:`planned_bits`) marks; the rest of the encoder stays int8, as llama.cpp's K-quant mixes
   keep sensitive tensors at more bits. The plan was chosen by measured sensitivity per byte
