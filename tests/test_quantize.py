@@ -214,6 +214,9 @@ def test_format_2_int4_folders_still_load(tiny_model_dir: Path, tmp_path: Path) 
     torch.testing.assert_close(reloaded.encoder.embed_tokens.index_select(0, rows), old.dequantize(rows))
     float32 = Embedder.load(tiny_model_dir, "float32").encode(TEXTS)
     assert (reloaded.encode(TEXTS) * float32).sum(axis=1).min() > 0.9
+    again = reloaded.save(tmp_path / "again")  # saved again as it was: still format 2, groups of 16
+    assert json.loads((again / "gemvec_quant.json").read_text())["group_size"] == 16
+    np.testing.assert_array_equal(Embedder.load(again).encode(TEXTS), reloaded.encode(TEXTS))
 
 
 def test_float32_save_round_trips_exactly(

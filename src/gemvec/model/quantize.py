@@ -98,9 +98,10 @@ class QuantizedWeight:
         return parts
 
     def rows(self, block: slice) -> QuantizedWeight:
-        """The rows of ``block`` (the codebook is shared)."""
+        """The rows of ``block``, with a copy of the codebook (safetensors stores no shared tensor)."""
         row_scales = None if self.row_scales is None else self.row_scales[block]
-        return QuantizedWeight(self.codes[block], self.scales[block], self.bits, row_scales, self.codebook)
+        codebook = None if self.codebook is None else self.codebook.clone()
+        return QuantizedWeight(self.codes[block], self.scales[block], self.bits, row_scales, codebook)
 
     def dequantize(self, rows: slice | torch.Tensor | None = None) -> torch.Tensor:
         """float32 weight (all rows, a slice, or gathered row indices)."""

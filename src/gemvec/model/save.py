@@ -21,7 +21,7 @@ from gemvec.errors import InputError
 from gemvec.model.checkpoint import QUANT_MANIFEST, REQUIRED_FILES
 from gemvec.model.gemma3 import Gemma3Encoder
 from gemvec.model.int8_compute import Int8ComputeLinear
-from gemvec.model.quantize import INT4_GROUP, ROTATION, QuantizedEmbedding, QuantizedLinear
+from gemvec.model.quantize import INT4_GROUP, ROTATION, QuantizedEmbedding, QuantizedLinear, QuantizedWeight
 
 QUANTIZED_LINEARS = (QuantizedLinear, Int8ComputeLinear)
 _COPIED = [f for f in REQUIRED_FILES if f != "model.safetensors"] + [
@@ -47,7 +47,7 @@ def encoder_tensors(encoder: Gemma3Encoder, bits: int | None) -> dict[str, torch
             start += rows
             if isinstance(layer, QUANTIZED_LINEARS):
                 weight = layer.quantized.rows(block)
-                out.update({f"{name}{part}.{suffix}": t.clone() for suffix, t in weight.parts().items()})
+                out.update({f"{name}{part}.{suffix}": t.contiguous() for suffix, t in weight.parts().items()})
             else:
                 out[f"{name}{part}.weight"] = layer.weight[block].float().contiguous()
 
@@ -96,7 +96,11 @@ def quant_manifest(encoder: Gemma3Encoder, precision: str, bits: int) -> dict:
     for projection, attribute in PROJECTION_MODULES.items():
         plan[projection] = [_bits(attribute(layer)) for layer in encoder.layers]
     manifest: dict = {"precision": precision, "bits": bits, "scheme": "symmetric", "format": QUANT_FORMAT}
-    if bits == 4:
+    stored = table.weight if isinstance(table, QuantizedEmbedding) else None
+    if isinstance(stored, QuantizedWeight) and stored.bits == 4 and stored.codebook is None:
+        # an older folder's uniform int4 table, saved again as it was loaded
+        manifest["group_size"] = stored.shape[1] // stored.scales.shape[1]
+    elif bits == 4:
         manifest |= {"group_size": INT4_GROUP, "scheme": "codebook", "format": CODEBOOK_FORMAT}
     if any(
         isinstance(attribute(layer), Int8ComputeLinear)
